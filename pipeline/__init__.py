@@ -1,0 +1,1 @@
+"""Reproducible CNN experiments of the HW2 report: one module per DVC stage."""

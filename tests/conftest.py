@@ -1,0 +1,78 @@
+"""Shared fixtures: a tiny dataset mirror and one pipeline run on it, shared by the session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.datasets import write_mirror
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+# What a user's checkout holds; data, caches and the tracking store are not copied.
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "pipeline", ".dvc/config", ".dvc/.gitignore", ".dvcignore", "mlruns/.gitkeep")
+
+
+def project_env(**extra: str) -> dict[str, str]:
+    """The environment a stage runs in: the venv first on PATH (DVC spawns `python`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "PIPELINE_"))}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True, timeout: int = 900):
+    result = subprocess.run(cmd, cwd=cwd, env=env or project_env(), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def copy_project(dest: Path, params: dict | None = None) -> Path:
+    """A fresh git+DVC checkout of the project's pipeline files in `dest`."""
+    for name in PROJECT_FILES:
+        src, dst = REPO / name, dest / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    if params is not None:
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dest)
+    return dest
+
+
+def dvc(repo: Path, *args: str, env: dict[str, str] | None = None, check: bool = True):
+    return run([str(VENV_BIN / "dvc"), *args], repo, env=env, check=check)
+
+
+def tiny_params() -> dict:
+    """The shipped params.yaml cut down to a few settings and epochs, for fixture data."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"].update(epochs=2, batch_size=32)
+    keep = ("mnist-k3-s1", "mnist-k3-s1-l2", "cifar10-k3-s1")
+    params["settings"] = {name: params["settings"][name] for name in keep}
+    return params
+
+
+@pytest.fixture(scope="session")
+def mirror(tmp_path_factory) -> Path:
+    return write_mirror(tmp_path_factory.mktemp("mirror"))
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory, mirror):
+    """One `dvc repro` of the whole pipeline on fixture data; tests inspect its results."""
+    repo = copy_project(tmp_path_factory.mktemp("project"), tiny_params())
+    env = project_env(PIPELINE_DATA_MIRROR=str(mirror))
+    result = dvc(repo, "repro", env=env)
+    return repo, env, result

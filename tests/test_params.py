@@ -1,0 +1,116 @@
+"""params.yaml validation: every bad input stops a stage with one line naming file, key, problem."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipeline.config import ParamsError, load_params, parse_params
+from tests.conftest import REPO, project_env
+
+SHIPPED = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def _set(path: str, value):
+    def mutate(raw):
+        *parents, last = path.split(".")
+        node = raw
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    return mutate
+
+
+def _drop(path: str):
+    def mutate(raw):
+        *parents, last = path.split(".")
+        node = raw
+        for part in parents:
+            node = node[part]
+        del node[last]
+    return mutate
+
+
+# (mutation, key path the message must name, words the message must contain)
+BAD_VALUES = [
+    (_set("train.epochs", 0), "train.epochs", "greater than 0"),
+    (_set("train.epochs", -3), "train.epochs", "greater than 0"),
+    (_set("train.epochs", "3"), "train.epochs", "valid integer"),
+    (_set("train.batch_size", 0), "train.batch_size", "greater than 0"),
+    (_set("train.learning_rate", "fast"), "train.learning_rate", "valid number"),
+    (_set("train.deterministic", 1), "train.deterministic", "valid boolean"),
+    (_set("train.momentum", 0.9), "train.momentum", "unknown key"),
+    (_set("extra_section", {}), "extra_section", "unknown"),
+    (_drop("train"), "train", "missing"),
+    (_drop("train.seed"), "train.seed", "missing"),
+    (_set("preprocess.val_fraction", 0.0), "preprocess.val_fraction", "greater than 0"),
+    (_set("preprocess.val_fraction", 1.0), "preprocess.val_fraction", "less than 1"),
+    (_set("preprocess.val_fraction", -0.1), "preprocess.val_fraction", "greater than 0"),
+    (_set("preprocess.normalization", "minmax"), "preprocess.normalization", "'zscore' or 'per_image'"),
+    (_set("models.cifar10.dropout", [0.2, 0.3, 1.0]), "models.cifar10.dropout.2", "less than 1"),
+    (_set("models.cifar10.dropout", [0.2, 0.3]), "models.cifar10.dropout", "too few values"),
+    (_set("settings.mnist-k3-s1.kernel", 0), "settings.mnist-k3-s1.kernel", "greater than 0"),
+    (_set("settings.mnist-k3-s1.dataset", "svhn"), "settings.mnist-k3-s1.dataset", "'mnist' or 'cifar10'"),
+    (_set("settings.mnist-k3-s1.l2", -0.01), "settings.mnist-k3-s1.l2", "greater than or equal to 0"),
+    (_set("settings.mnist-k3-s1.colour", "red"), "settings.mnist-k3-s1.colour", "unknown key"),
+    (_set("settings.mnist-k5-s3.strides", 40), "settings.mnist-k5-s3", "shrinks the feature map to nothing at layer max_pooling2d_1"),
+    (_set("settings.cifar10-k5-s2.strides", 3), "settings.cifar10-k5-s2", "at layer max_pooling2d_3"),
+    (_set("settings.mnist-k5-s2.sweeps", ["colour"]), "settings.mnist-k5-s2.sweeps.0", "'kernel', 'strides' or 'l2'"),
+    (_set("settings.mnist-k5-s2.l2", 0.1), "settings.mnist-k5-s2.l2", "'strides' sweep"),
+    (_set("settings.bad/name", SHIPPED["settings"]["mnist-k7-s1"]), "settings.bad/name", "may hold only"),
+    (_set("settings", {}), "settings", "no settings"),
+    (_set("settings", None), "settings", "valid dictionary"),
+]
+
+
+@pytest.mark.parametrize("mutate,key,problem", BAD_VALUES, ids=[case[1] + ":" + case[2] for case in BAD_VALUES])
+def test_bad_value_names_key_and_problem(mutate, key, problem):
+    raw = copy.deepcopy(SHIPPED)
+    mutate(raw)
+    with pytest.raises(ParamsError) as caught:
+        parse_params(raw, "params.yaml")
+    message = str(caught.value)
+    assert message.startswith(f"params.yaml: {key}: "), message
+    assert problem in message
+    assert "\n" not in message
+
+
+BAD_FILES = [
+    ("train:\n  epochs: 3\n  epochs: 4\n", "line 3: invalid YAML (duplicate key 'epochs')"),
+    ("train: [\n", "invalid YAML"),
+    ("- just\n- a list\n", "expected a mapping of sections"),
+    ("", "expected a mapping of sections"),
+]
+
+
+@pytest.mark.parametrize("text,problem", BAD_FILES)
+def test_malformed_file(tmp_path, text, problem):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ParamsError, match=problem.replace("(", r"\(").replace(")", r"\)")):
+        load_params(path)
+
+
+def test_shipped_params_are_valid_and_read_floats_in_e_notation(tmp_path):
+    params = load_params(REPO / "params.yaml")
+    assert len(params.settings) == 11
+    text = (REPO / "params.yaml").read_text().replace("learning_rate: 0.001", "learning_rate: 1e-3")
+    (tmp_path / "params.yaml").write_text(text)
+    assert load_params(tmp_path / "params.yaml").train.learning_rate == 0.001
+
+
+def test_stage_prints_one_line_without_traceback(tmp_path):
+    raw = copy.deepcopy(SHIPPED)
+    raw["train"]["epochs"] = 0
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.preprocess", "mnist", "raw.npz", "out", "summary.json", "--params", str(bad)],
+        cwd=REPO, env=project_env(), capture_output=True, text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"error: {bad}: train.epochs: Input should be greater than 0 (got 0)\n"
