@@ -76,3 +76,16 @@ def pipeline_run(tmp_path_factory, mirror):
     env = project_env(PIPELINE_DATA_MIRROR=str(mirror))
     result = dvc(repo, "repro", env=env)
     return repo, env, result
+
+
+def mlflow_client(repo: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}")
+
+
+def runs_by_setting(repo: Path) -> dict[str, object]:
+    client = mlflow_client(repo)
+    experiments = client.search_experiments()
+    runs = client.search_runs([e.experiment_id for e in experiments])
+    return {run.data.tags["setting"]: run for run in runs}

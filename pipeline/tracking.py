@@ -1,0 +1,112 @@
+"""The project's one MLflow tracking store, and the UI on it.
+
+Store: SQLite database `mlruns/mlflow.db` plus artifacts under `mlruns/artifacts/`, both at the
+main repository root — also when a stage runs inside DVC's temporary experiment workspace
+(.dvc/tmp/exps/...), where DVC sets DVC_ROOT to that root. MLFLOW_TRACKING_URI, when set, wins
+(a team's tracking server, say).
+
+    python -m pipeline.tracking init   # create the store (before parallel workers start)
+    python -m pipeline.tracking ui     # mlflow ui on this store, http://127.0.0.1:5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pipeline import cli
+from pipeline.errors import PipelineError
+
+EXPERIMENTS = {"mnist": "mnist-cnn", "cifar10": "cifar10-gray-cnn"}
+
+
+def project_root() -> Path:
+    return Path(os.environ.get("DVC_ROOT") or ".").resolve()
+
+
+def store_dir(root: Path) -> Path:
+    return root / "mlruns"
+
+
+def tracking_uri(root: Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_dir(root) / 'mlflow.db'}"
+
+
+def artifact_root(root: Path) -> str:
+    return (store_dir(root) / "artifacts").as_uri()
+
+
+def check_store(uri: str) -> None:
+    """Fail fast, before any training, when the store cannot take writes."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        db = Path(parsed.path)
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            with sqlite3.connect(db, timeout=30) as connection:
+                connection.execute("BEGIN IMMEDIATE")  # takes the write lock: read-only fails here
+                connection.rollback()
+        except (OSError, sqlite3.Error) as exc:
+            raise PipelineError(f"tracking store {uri} is not writable ({exc})") from None
+    elif parsed.scheme in ("http", "https"):
+        import requests
+
+        try:
+            requests.get(f"{uri.rstrip('/')}/health", timeout=10).raise_for_status()
+        except requests.RequestException as exc:
+            reason = str(exc).splitlines()[0]
+            raise PipelineError(f"tracking server {uri} is unreachable ({reason})") from None
+
+
+def experiment_id(name: str, root: Path) -> str:
+    """The experiment's id, creating it (with artifacts under mlruns/artifacts/) if new."""
+    import mlflow
+
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = None if os.environ.get("MLFLOW_TRACKING_URI") else f"{artifact_root(root)}/{name}"
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:
+        # another worker created it between our lookup and our create
+        return mlflow.get_experiment_by_name(name).experiment_id
+
+
+def connect(root: Path) -> str:
+    """Point MLflow at the project store, check it, and create both experiments."""
+    import mlflow
+
+    uri = tracking_uri(root)
+    check_store(uri)
+    mlflow.set_tracking_uri(uri)
+    for name in EXPERIMENTS.values():
+        experiment_id(name, root)
+    return uri
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.tracking", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("init", "ui", "uri"))
+    parser.add_argument("--port", type=int, default=5000)
+    args = parser.parse_args(argv)
+    root = project_root()
+    if args.command == "uri":
+        print(tracking_uri(root))
+    elif args.command == "init":
+        print(f"tracking store ready: {connect(root)}", file=sys.stderr)
+    else:
+        connect(root)
+        command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(root),
+                   "--host", "127.0.0.1", "--port", str(args.port)]
+        sys.exit(subprocess.call(command))
+
+
+if __name__ == "__main__":
+    cli.run(main)

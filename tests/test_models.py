@@ -1,0 +1,59 @@
+"""The report's architectures: parameter counts, strides placement, L2, and the shape check."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from pipeline.config import Cifar10ModelConfig, MnistModelConfig, Setting, architecture_problem, feature_map_sizes  # noqa: E402
+from pipeline.models import build_model, conv_layer_names  # noqa: E402
+
+MNIST = MnistModelConfig(dense_units=256)
+CIFAR = Cifar10ModelConfig(dropout=(0.2, 0.3, 0.4))
+
+
+def _setting(dataset, kernel=3, strides=1, l2=0.0):
+    return Setting(dataset=dataset, kernel=kernel, strides=strides, l2=l2, sweeps=())
+
+
+def test_parameter_counts_match_the_report():
+    # the report's printed summaries: MNIST with 2x2 kernels, CIFAR with 3x3
+    assert build_model("m", _setting("mnist", kernel=2), MNIST).count_params() == 1_612_746
+    cifar = build_model("c", _setting("cifar10", kernel=3), CIFAR)
+    assert cifar.count_params() == 307_818
+    assert sum(int(w.numpy().size) for w in cifar.non_trainable_weights) == 448
+
+
+def test_cifar_strides_only_in_first_two_convs():
+    model = build_model("c", _setting("cifar10", kernel=5, strides=2), CIFAR)
+    strides = {layer.name: layer.strides for layer in model.layers if layer.name in conv_layer_names(model)}
+    assert strides == {"conv2d_1": (2, 2), "conv2d_2": (2, 2), "conv2d_3": (1, 1), "conv2d_4": (1, 1),
+                       "conv2d_5": (1, 1), "conv2d_6": (1, 1)}
+    assert all(layer.kernel_size == (5, 5) for layer in model.layers if layer.name.startswith("conv2d"))
+
+
+def test_l2_on_every_kernel_and_bias():
+    model = build_model("m", _setting("mnist", l2=0.01), MNIST)
+    weighted = [layer for layer in model.layers if layer.weights]
+    assert len(weighted) == 4
+    assert all(layer.kernel_regularizer is not None and layer.bias_regularizer is not None for layer in weighted)
+    assert len(model.losses) == 8
+    plain = build_model("m", _setting("mnist"), MNIST)
+    assert plain.losses == []
+
+
+@pytest.mark.parametrize("dataset,kernel,strides", list(itertools.product(("mnist", "cifar10"), (3, 7), (1, 2, 3, 4, 30))))
+def test_shape_arithmetic_agrees_with_keras(dataset, kernel, strides):
+    setting = _setting(dataset, kernel, strides)
+    config = MNIST if dataset == "mnist" else CIFAR
+    if architecture_problem(setting):
+        with pytest.raises(Exception):
+            build_model("x", setting, config)
+        return
+    model = build_model("x", setting, config)
+    built = {layer.name: layer.output.shape[1] for layer in model.layers}
+    for layer, size in feature_map_sizes(setting):
+        assert built[layer] == size, layer

@@ -1,0 +1,182 @@
+"""Training through the real `dvc repro` on fixture data, tracked in the project's MLflow store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import VENV_BIN, dvc, mlflow_client, project_env, runs_by_setting, tiny_params
+
+SETTINGS = tuple(tiny_params()["settings"])
+EPOCHS = tiny_params()["train"]["epochs"]
+
+
+def test_one_finished_run_per_setting_with_epoch_metrics(pipeline_run):
+    repo, _, _ = pipeline_run
+    runs = runs_by_setting(repo)
+    assert sorted(runs) == sorted(SETTINGS)
+    client = mlflow_client(repo)
+    for name, run in runs.items():
+        assert run.info.status == "FINISHED"
+        assert run.info.run_name == name
+        experiment = client.get_experiment(run.info.experiment_id).name
+        assert experiment == ("mnist-cnn" if name.startswith("mnist") else "cifar10-gray-cnn")
+        for metric in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
+            assert steps == list(range(1, EPOCHS + 1)), (name, metric, steps)
+        params = run.data.params
+        assert params["kernel"] == "3" and params["train.epochs"] == str(EPOCHS)
+        assert params["train.learning_rate"] == "0.001" and params["train.batch_size"] == "32"
+        tags = run.data.tags
+        assert tags["dvc_stage"] == f"train@{name}"
+        assert tags["sweeps"] == ",".join(tiny_params()["settings"][name]["sweeps"])
+        assert len(tags["git_commit"]) == 40 and len(tags["data_md5"]) == 32
+        contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
+        assert contexts == {"training", "validation"}
+        run_file = json.loads((repo / "runs" / f"{name}.json").read_text())
+        assert run_file["run_id"] == run.info.run_id
+
+
+def test_logged_model_loads_and_predicts(pipeline_run):
+    import mlflow
+
+    repo, _, _ = pipeline_run
+    run = runs_by_setting(repo)["mnist-k3-s1"]
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}")
+    [logged] = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                           filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list")
+    model = mlflow.pyfunc.load_model(logged.model_uri)
+    x = np.load(repo / "data" / "prepared" / "mnist" / "x_test.npy")[:5]
+    predictions = np.asarray(model.predict(x))
+    assert predictions.shape == (5, 10)
+    np.testing.assert_allclose(predictions.sum(axis=1), 1, rtol=1e-4)
+    assert model.metadata.signature is not None and model.metadata.saved_input_example_info is not None
+
+
+def test_metrics_and_history_outputs(pipeline_run):
+    repo, env, _ = pipeline_run
+    shown = json.loads(dvc(repo, "metrics", "show", "--json", env=env).stdout)
+    files = next(iter(shown.values()))["data"]
+    for name in SETTINGS:
+        metrics = files[f"metrics/train/{name}.json"]["data"]
+        assert set(metrics) >= {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+        history = (repo / "plots" / "history" / f"{name}.csv").read_text().splitlines()
+        assert history[0] == "epoch,loss,accuracy,val_loss,val_accuracy,seconds"
+        assert len(history) == EPOCHS + 1
+    # the fixture's class pattern is easy: two epochs must learn it
+    assert files["metrics/train/mnist-k3-s1.json"]["data"]["val_accuracy"] > 0.5
+
+
+@pytest.fixture(scope="module")
+def edited_copy(pipeline_run, tmp_path_factory):
+    """A copy of the finished project with one setting's value changed, re-run."""
+    repo, env, _ = pipeline_run
+    copy = tmp_path_factory.mktemp("edited") / "project"
+    shutil.copytree(repo, copy, symlinks=True)
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    params["settings"]["mnist-k3-s1-l2"]["l2"] = 0.01
+    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = dvc(copy, "status", env=env).stdout
+    result = dvc(copy, "repro", env=env)
+    return copy, status, result
+
+
+def test_editing_one_setting_retrains_only_it(edited_copy):
+    copy, status, result = edited_copy
+    assert "train@mnist-k3-s1-l2" in status
+    ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
+    assert [stage for stage in ran if stage.startswith("train@")] == ["train@mnist-k3-s1-l2"], ran
+    assert not any(stage.startswith(("download@", "preprocess@")) for stage in ran)
+    assert len([r for r in mlflow_client(copy).search_runs(
+        [e.experiment_id for e in mlflow_client(copy).search_experiments()],
+        filter_string="tags.setting = 'mnist-k3-s1-l2'")]) == 2
+
+
+def _train_cmd(repo, tmp_path, params_file, setting="mnist-k3-s1", data=None):
+    out = tmp_path / "out"
+    data = data or repo / "data" / "prepared" / "mnist"
+    return [sys.executable, "-m", "pipeline.train", setting, str(data),
+            str(out / "m.keras"), str(out / "run.json"), str(out / "metrics.json"), str(out / "h.csv"),
+            "--params", str(params_file)], out
+
+
+def _params_file(tmp_path, **train):
+    params = tiny_params()
+    params["train"].update(train)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def _store_env(tmp_path):
+    return project_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'store.db'}")
+
+
+def test_invalid_setting_fails_before_training(pipeline_run, tmp_path):
+    repo, _, _ = pipeline_run
+    params = tiny_params()
+    params["settings"]["mnist-k3-s1"]["strides"] = 40
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(params, sort_keys=False))
+    cmd, out = _train_cmd(repo, tmp_path, bad, setting="cifar10-k3-s1")
+    result = subprocess.run(cmd, cwd=repo, env=_store_env(tmp_path), capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr == (f"error: {bad}: settings.mnist-k3-s1: kernel 3 with strides 40 shrinks the "
+                             "feature map to nothing at layer max_pooling2d_1\n")
+    assert not out.exists() and not (tmp_path / "store.db").exists()
+
+
+def test_nan_loss_ends_run_failed(pipeline_run, tmp_path):
+    repo, _, _ = pipeline_run
+    # One image of extreme values overflows the activations of its batch to NaN in the first
+    # epoch, as a diverging run does (on real MNIST, learning_rate 1e6 does it at batch 3).
+    data = tmp_path / "nan-data"
+    shutil.copytree(repo / "data" / "prepared" / "mnist", data)
+    x_train = np.load(data / "x_train.npy")
+    x_train[0] = 1e30
+    np.save(data / "x_train.npy", x_train)
+    cmd, out = _train_cmd(repo, tmp_path, _params_file(tmp_path, epochs=3), data=data)
+    result = subprocess.run(cmd, cwd=repo, env=_store_env(tmp_path), capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1].startswith("error: setting mnist-k3-s1: loss became NaN/Inf in epoch 1")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'store.db'}")
+    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"] == "loss became NaN/Inf in epoch 1"
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("signum,status", [(signal.SIGTERM, "KILLED"), (signal.SIGINT, "KILLED")])
+def test_interrupted_run_ends_killed_and_writes_nothing(pipeline_run, tmp_path, signum, status):
+    repo, _, _ = pipeline_run
+    cmd, out = _train_cmd(repo, tmp_path, _params_file(tmp_path, epochs=500))
+    process = subprocess.Popen(cmd, cwd=repo, env=_store_env(tmp_path), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'store.db'}")
+    deadline = time.monotonic() + 120
+    run = None
+    while time.monotonic() < deadline and process.poll() is None:
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()]) if (tmp_path / "store.db").exists() else []
+        if runs and "loss" in runs[0].data.metrics:
+            run = runs[0]
+            break
+        time.sleep(0.5)
+    assert run is not None, "training never logged an epoch"
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.splitlines()[-1].startswith("error: ")
+    assert client.get_run(run.info.run_id).info.status == status
+    assert not out.exists() or list(out.iterdir()) == []
