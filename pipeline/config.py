@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
 from pydantic import ConfigDict, Field, Strict, ValidationError
@@ -21,6 +21,10 @@ from pipeline.errors import PipelineError
 DATASETS = ("mnist", "cifar10")
 INPUT_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 1)}
 SWEEPABLE = ("kernel", "strides", "l2")
+CLASS_NAMES = {
+    "mnist": [str(digit) for digit in range(10)],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+}
 
 # forbid: a typo is an unknown key. Strict() on each value: no silent coercion of "3" to 3 or
 # of true to 1 (strict on the whole config would also refuse plain dicts for nested sections).
@@ -81,12 +85,29 @@ class Setting:
     sweeps: tuple[Literal["kernel", "strides", "l2"], ...]
 
 
+ImagePair = Optional[tuple[Annotated[int, Strict(), Field(ge=0)], Annotated[int, Strict(), Field(ge=0)]]]
+
+
+@dataclass(config=_STRICT)
+class FeatureMapImages:
+    mnist: ImagePair
+    cifar10: ImagePair
+
+
+@dataclass(config=_STRICT)
+class PlotConfig:
+    examples: PositiveInt
+    feature_map_channels: PositiveInt
+    feature_map_images: FeatureMapImages
+
+
 @dataclass(config=_STRICT)
 class Params:
     preprocess: PreprocessConfig
     train: TrainConfig
     models: ModelsConfig
     settings: dict[str, Setting]
+    plot: PlotConfig
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -205,7 +226,7 @@ def _check_settings(params: Params, path: Path | str) -> None:
 
 def _check_sweeps(params: Params, path: Path | str) -> None:
     """Settings in one sweep of one dataset may differ only in the swept value."""
-    for (dataset, sweep), members in sweep_members(params).items():
+    for (dataset, sweep), members in sweep_members(params.settings).items():
         first_name, first = members[0]
         for name, setting in members[1:]:
             for field_name in SWEEPABLE:
@@ -218,10 +239,10 @@ def _check_sweeps(params: Params, path: Path | str) -> None:
                     )
 
 
-def sweep_members(params: Params) -> dict[tuple[str, str], list[tuple[str, Setting]]]:
+def sweep_members(settings: dict[str, Setting]) -> dict[tuple[str, str], list[tuple[str, Setting]]]:
     """(dataset, sweep) -> the settings in it, in params.yaml order."""
     members: dict[tuple[str, str], list[tuple[str, Setting]]] = {}
-    for name, setting in params.settings.items():
+    for name, setting in settings.items():
         for sweep in setting.sweeps:
             members.setdefault((setting.dataset, sweep), []).append((name, setting))
     return members

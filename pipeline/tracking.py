@@ -12,6 +12,8 @@ main repository root — also when a stage runs inside DVC's temporary experimen
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -88,6 +90,28 @@ def connect(root: Path) -> str:
     for name in EXPERIMENTS.values():
         experiment_id(name, root)
     return uri
+
+
+@contextlib.contextmanager
+def resumed_run(run_file: Path, root: Path):
+    """Reopen the training run named in a train stage's run file, to add results to it.
+
+    The run ends FINISHED when the block succeeds, KILLED on an interruption, FAILED otherwise.
+    """
+    import mlflow
+
+    run_id = json.loads(Path(run_file).read_text(encoding="utf-8"))["run_id"]
+    connect(root)
+    run = mlflow.start_run(run_id=run_id)
+    status = "FAILED"
+    try:
+        yield run
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        mlflow.end_run(status)
 
 
 def main(argv=None) -> None:

@@ -192,10 +192,14 @@ def log_model(mlflow, model, x_example: np.ndarray) -> None:
     # TensorFlow flavor logs the same Keras 3 model (.keras) with signature and example, and
     # mlflow.pyfunc.load_model loads it.
     import keras
+    import tensorflow as tf
 
+    # Stated, not inferred: inference re-imports the model in a subprocess (~10 s a run).
+    requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}", f"numpy=={np.__version__}"]
     keras.utils.disable_interactive_logging()  # MLflow predicts on the example: no progress bars
     try:
-        mlflow.tensorflow.log_model(model, name="model", signature=signature, input_example=example)
+        mlflow.tensorflow.log_model(model, name="model", signature=signature, input_example=example,
+                                    pip_requirements=requirements)
     finally:
         keras.utils.enable_interactive_logging()
 

@@ -16,7 +16,8 @@ from tests.datasets import write_mirror
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 # What a user's checkout holds; data, caches and the tracking store are not copied.
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "pipeline", ".dvc/config", ".dvc/.gitignore", ".dvcignore", "mlruns/.gitkeep")
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "pipeline", "reports/seed_results.yaml", ".dvc/config", ".dvc/.gitignore",
+                 ".dvcignore", "mlruns/.gitkeep")
 
 
 def project_env(**extra: str) -> dict[str, str]:
@@ -88,4 +89,4 @@ def runs_by_setting(repo: Path) -> dict[str, object]:
     client = mlflow_client(repo)
     experiments = client.search_experiments()
     runs = client.search_runs([e.experiment_id for e in experiments])
-    return {run.data.tags["setting"]: run for run in runs}
+    return {run.data.tags["setting"]: run for run in runs if "setting" in run.data.tags}

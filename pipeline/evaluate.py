@@ -1,0 +1,109 @@
+"""evaluate stage: one setting's trained model on the test split.
+
+Writes test loss/accuracy and per-class accuracy (a DVC metric), the confusion pairs (a DVC plot
+with the `confusion` template) and the test predictions with their confidences; logs the same
+numbers to the setting's MLflow run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import cli
+from pipeline.config import CLASS_NAMES, Params, load_params
+from pipeline.outputs import atomic_file, write_json, write_text
+
+
+def stage_params(params: Params, name: str) -> str:
+    """The part of params.yaml this stage reads (dvc.yaml declares the same keys): the dataset."""
+    return params.settings[name].dataset
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int = 10) -> np.ndarray:
+    """Rows: true class; columns: predicted class."""
+    return np.bincount(y_true.astype(int) * classes + y_pred.astype(int), minlength=classes * classes).reshape(classes, classes)
+
+
+def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
+    totals = matrix.sum(axis=1)
+    return np.divide(np.diag(matrix), totals, out=np.zeros(len(matrix)), where=totals > 0)
+
+
+def confused_pairs(matrix: np.ndarray, names: list[str], top: int = 5) -> list[dict]:
+    """The class pairs mistaken for each other most often, both directions added up."""
+    pairs = []
+    for i in range(len(matrix)):
+        for j in range(i + 1, len(matrix)):
+            pairs.append({"classes": [names[i], names[j]], "count": int(matrix[i, j] + matrix[j, i]),
+                          f"{names[i]}->{names[j]}": int(matrix[i, j]), f"{names[j]}->{names[i]}": int(matrix[j, i])})
+    return sorted(pairs, key=lambda pair: -pair["count"])[:top]
+
+
+def confusion_csv(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> str:
+    """One row per test image, class names as DVC's confusion template expects."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["actual", "predicted"])
+    writer.writerows((names[t], names[p]) for t, p in zip(y_true, y_pred))
+    return buffer.getvalue()
+
+
+def evaluation(probabilities: np.ndarray, y_true: np.ndarray, loss: float, names: list[str]) -> dict:
+    y_pred = probabilities.argmax(axis=1)
+    matrix = confusion_matrix(y_true, y_pred, len(names))
+    return {
+        "test_loss": float(loss),
+        "test_accuracy": float((y_pred == y_true).mean()),
+        "per_class_accuracy": {name: round(float(acc), 6) for name, acc in zip(names, per_class_accuracy(matrix))},
+        "most_confused": confused_pairs(matrix, names),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.evaluate", description=__doc__)
+    parser.add_argument("setting", help="a key under `settings:` in params.yaml")
+    parser.add_argument("data", type=Path, help="prepared data directory of the setting's dataset")
+    parser.add_argument("model", type=Path, help="the trained .keras model")
+    parser.add_argument("run", type=Path, help="run-id JSON written by the train stage")
+    parser.add_argument("metrics", type=Path, help="JSON with test metrics (written)")
+    parser.add_argument("confusion", type=Path, help="CSV actual,predicted per test image (written)")
+    parser.add_argument("predictions", type=Path, help=".npy of test-set class probabilities (written)")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    names = CLASS_NAMES[stage_params(load_params(args.params), args.setting)]
+
+    from pipeline import tracking
+
+    root = tracking.project_root()
+    with tracking.resumed_run(args.run, root) as _:
+        import keras
+        import mlflow
+
+        model = keras.models.load_model(args.model)
+        x_test = np.load(args.data / "x_test.npy", mmap_mode="r")
+        y_test = np.load(args.data / "y_test.npy")
+        probabilities = model.predict(np.asarray(x_test), batch_size=512, verbose=0)
+        loss, _ = model.evaluate(np.asarray(x_test), keras.utils.to_categorical(y_test, 10), batch_size=512, verbose=0)
+        results = evaluation(probabilities, y_test, loss, names)
+
+        with atomic_file(args.predictions) as tmp:
+            with tmp.open("wb") as handle:
+                np.save(handle, probabilities.astype(np.float32))
+        write_text(args.confusion, confusion_csv(y_test, probabilities.argmax(axis=1), names))
+        write_json(args.metrics, results)
+        mlflow.log_metrics({"test_loss": results["test_loss"], "test_accuracy": results["test_accuracy"],
+                            **{f"test_accuracy_{n}": v for n, v in results["per_class_accuracy"].items()}})
+        mlflow.log_dict(results, "evaluation/test_metrics.json")
+        mlflow.log_artifact(str(args.confusion), "evaluation")
+    print(f"{args.setting}: test_accuracy {results['test_accuracy']:.4f}, test_loss {results['test_loss']:.4f}",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    cli.run(main)

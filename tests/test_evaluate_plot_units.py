@@ -1,0 +1,68 @@
+"""Pure functions of the evaluate, plot and report stages, on small hand-made arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.config import Setting
+from pipeline.evaluate import confused_pairs, confusion_matrix, evaluation, per_class_accuracy
+from pipeline.plot import pick_examples, pick_feature_map_pair
+from pipeline.report import embed_images, sweep_label
+
+NAMES = ["a", "b", "c"]
+
+
+def _one_hot_probs(predicted, confidence):
+    probs = np.full((len(predicted), 3), 0.0)
+    for i, (p, c) in enumerate(zip(predicted, confidence)):
+        probs[i] = (1 - c) / 2
+        probs[i, p] = c
+    return probs
+
+
+def test_confusion_matrix_and_per_class_accuracy():
+    y_true = np.array([0, 0, 1, 1, 1, 2])
+    y_pred = np.array([0, 1, 1, 1, 0, 2])
+    matrix = confusion_matrix(y_true, y_pred, 3)
+    np.testing.assert_array_equal(matrix, [[1, 1, 0], [1, 2, 0], [0, 0, 1]])
+    np.testing.assert_allclose(per_class_accuracy(matrix), [0.5, 2 / 3, 1.0])
+    assert confused_pairs(matrix, NAMES)[0] == {"classes": ["a", "b"], "count": 2, "a->b": 1, "b->a": 1}
+
+
+def test_evaluation_numbers():
+    y_true = np.array([0, 1, 2, 2])
+    probs = _one_hot_probs([0, 1, 1, 2], [0.9, 0.8, 0.7, 0.6])
+    result = evaluation(probs, y_true, loss=0.5, names=NAMES)
+    assert result["test_accuracy"] == 0.75 and result["test_loss"] == 0.5
+    assert result["per_class_accuracy"] == {"a": 1.0, "b": 1.0, "c": 0.5}
+
+
+def test_feature_map_pair_is_a_mistake_and_a_correct_image_of_the_mistaken_class():
+    y_true = np.array([0, 1, 1, 2, 1, 0])
+    probs = _one_hot_probs([0, 1, 1, 1, 1, 1], [0.9, 0.6, 0.95, 0.99, 0.7, 0.5])
+    # mistakes: #3 (2 taken for 1, 0.99) and #5 (0 taken for 1, 0.5); correct 1s: #1, #2, #4
+    assert pick_feature_map_pair(probs, y_true) == (3, 2)
+    correct, wrong = pick_examples(probs, y_true, 2)
+    np.testing.assert_array_equal(correct, [0, 1])
+    np.testing.assert_array_equal(wrong, [3, 5])
+
+
+def test_feature_map_pair_without_mistakes_takes_two_classes():
+    y_true = np.array([0, 0, 1])
+    probs = _one_hot_probs([0, 0, 1], [0.99, 0.98, 0.9])
+    assert pick_feature_map_pair(probs, y_true) == (0, 2)
+
+
+def test_sweep_labels_follow_the_report():
+    setting = Setting(dataset="mnist", kernel=5, strides=2, l2=0.0, sweeps=())
+    assert sweep_label("kernel", setting) == "(5,5)"
+    assert sweep_label("strides", setting) == "(2,2)"
+    assert sweep_label("l2", setting) == "NO"
+    assert sweep_label("l2", Setting(dataset="mnist", kernel=3, strides=1, l2=0.001, sweeps=())) == "YES (0.001)"
+
+
+def test_embed_images_inlines_png(tmp_path):
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "x.png").write_bytes(b"\\x89PNG fake")
+    html = embed_images('<p><img src="f/x.png" alt="x"></p>', tmp_path)
+    assert 'src="data:image/png;base64,' in html and "f/x.png" not in html

@@ -1,0 +1,102 @@
+"""evaluate, plot and report stages, checked on the session's fixture pipeline run."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pipeline.plot import FIGURES
+from tests.conftest import dvc, mlflow_client, runs_by_setting, tiny_params
+
+SETTINGS = tiny_params()["settings"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_test_metrics_in_files_and_runs(pipeline_run):
+    repo, _, _ = pipeline_run
+    runs = runs_by_setting(repo)
+    for name in SETTINGS:
+        evaluation = json.loads((repo / "metrics" / "eval" / f"{name}.json").read_text())
+        metrics = runs[name].data.metrics
+        assert metrics["test_accuracy"] == evaluation["test_accuracy"]
+        assert metrics["test_loss"] == evaluation["test_loss"]
+        assert len(evaluation["per_class_accuracy"]) == 10
+        confusion = (repo / "plots" / "confusion" / f"{name}.csv").read_text().splitlines()
+        assert confusion[0] == "actual,predicted" and len(confusion) == 101  # 100 fixture test images
+    assert "cat" in evaluation["per_class_accuracy"]  # CIFAR settings report class names
+
+
+def test_every_figure_is_a_png_logged_to_its_run(pipeline_run):
+    repo, _, _ = pipeline_run
+    runs = runs_by_setting(repo)
+    client = mlflow_client(repo)
+    for name in SETTINGS:
+        for figure in FIGURES:
+            data = (repo / "reports" / "figures" / name / f"{figure}.png").read_bytes()
+            assert data.startswith(PNG_MAGIC) and len(data) > 10_000, (name, figure, len(data))
+        logged = {a.path for a in client.list_artifacts(runs[name].info.run_id, "figures")}
+        assert logged == {f"figures/{figure}.png" for figure in FIGURES}
+        assert runs[name].info.status == "FINISHED"
+
+
+def _sweep_rows(markdown: str) -> list[tuple[str, list[str]]]:
+    """(sweep heading, cells) for every row of a sweep table; rows end in the setting's name."""
+    rows, heading = [], ""
+    for line in markdown.splitlines():
+        if line.startswith("### "):
+            heading = line[4:]
+        elif heading.startswith("Effect of") and line.startswith("|") and line.rstrip().endswith("` |"):
+            rows.append((heading, [cell.strip() for cell in line.strip().strip("|").split("|")]))
+    return rows
+
+
+def test_report_tables_match_the_metrics_files(pipeline_run):
+    repo, _, _ = pipeline_run
+    markdown = (repo / "reports" / "report.md").read_text()
+    # one table per (dataset, sweep): the fixture settings make mnist kernel + l2, cifar10 kernel + l2
+    assert markdown.count("### Effect of the kernel size") == 2 and markdown.count("### Effect of L2") == 2
+    rows = _sweep_rows(markdown)
+    per_table = {}
+    for heading, cells in rows:
+        per_table.setdefault(heading, []).append(cells[-1].strip("`"))
+    assert sorted(name for names in per_table.values() for name in names) == sorted(
+        ["mnist-k3-s1", "mnist-k3-s1", "mnist-k3-s1-l2", "cifar10-k3-s1", "cifar10-k3-s1"])
+    for _, cells in rows:
+        name = cells[-1].strip("`")
+        train = json.loads((repo / "metrics" / "train" / f"{name}.json").read_text())
+        test = json.loads((repo / "metrics" / "eval" / f"{name}.json").read_text())
+        assert cells[1:5] == [f"{train['train_loss']:.4f}", f"{train['train_accuracy']:.4f}",
+                              f"{train['val_accuracy']:.4f}", f"{test['test_accuracy']:.4f}"]
+    mnist_k3 = [cells for _, cells in rows if cells[-1] == "`mnist-k3-s1`"]
+    assert [cells[0] for cells in mnist_k3] == ["(3,3)", "NO"]
+    assert mnist_k3[0][8] == "0.9858"  # the seed report's test accuracy, beside ours
+    assert "Smoke run: 2 epochs" in markdown
+
+
+def test_html_is_self_contained(pipeline_run):
+    repo, _, _ = pipeline_run
+    html = (repo / "reports" / "report.html").read_text()
+    sources = re.findall(r'<img src="([^"]*)"', html)
+    markdown_images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (repo / "reports" / "report.md").read_text())
+    assert len(sources) == len(markdown_images) > 10
+    assert all(src.startswith("data:image/png;base64,") for src in sources)
+
+
+def test_report_logged_as_summary_runs(pipeline_run):
+    repo, _, _ = pipeline_run
+    client = mlflow_client(repo)
+    for experiment in ("mnist-cnn", "cifar10-gray-cnn"):
+        experiment_id = client.get_experiment_by_name(experiment).experiment_id
+        [run] = client.search_runs([experiment_id], filter_string="tags.kind = 'report'")
+        assert run.data.tags["smoke_run"] == "true"
+        assert {a.path for a in client.list_artifacts(run.info.run_id, "report")} >= {
+            "report/report.md", "report/report.html", "report/summary"}
+
+
+def test_dvc_plots_and_metrics_show(pipeline_run):
+    repo, env, _ = pipeline_run
+    shown = json.loads(dvc(repo, "metrics", "show", "--json", env=env).stdout)
+    files = next(iter(shown.values()))["data"]
+    assert all(f"metrics/eval/{name}.json" in files for name in SETTINGS)
+    plots = dvc(repo, "plots", "show", "--json", "--split", env=env).stdout
+    assert "plots/confusion/mnist-k3-s1.csv" in plots and "plots/history/mnist-k3-s1.csv" in plots
