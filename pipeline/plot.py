@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from pipeline import cli
 from pipeline.config import CLASS_NAMES, ImagePair, Params, ParamsError, load_params
@@ -76,7 +77,8 @@ def pick_feature_map_pair(probabilities: np.ndarray, y_true: np.ndarray) -> tupl
 
 def _caption(names, y_true, probabilities, index) -> str:
     predicted = int(probabilities[index].argmax())
-    return f"#{index}: {names[int(y_true[index])]} → {names[predicted]} ({probabilities[index, predicted]:.0%})"
+    return (f"test #{index}: true {names[int(y_true[index])]},\n"
+            f"predicted {names[predicted]} ({probabilities[index, predicted]:.0%})")
 
 
 def learning_curves_figure(history: dict[str, np.ndarray], title: str) -> Figure:
@@ -85,6 +87,7 @@ def learning_curves_figure(history: dict[str, np.ndarray], title: str) -> Figure
         axes.plot(history["epoch"], history[metric], marker="o", label="train")
         axes.plot(history["epoch"], history[f"val_{metric}"], marker="o", label="validation")
         axes.set(xlabel="epoch", ylabel=metric, title=metric.capitalize())
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
         axes.legend()
     figure.suptitle(f"{title}: learning curves")

@@ -16,7 +16,7 @@ from tests.datasets import write_mirror
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 # What a user's checkout holds; data, caches and the tracking store are not copied.
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "pipeline", "reports/seed_results.yaml", ".dvc/config", ".dvc/.gitignore",
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "pipeline", "reports/seed_results.yaml", ".gitignore", ".dvc/config", ".dvc/.gitignore",
                  ".dvcignore", "mlruns/.gitkeep")
 
 

@@ -9,6 +9,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from pipeline.config import Cifar10ModelConfig, MnistModelConfig, Setting, architecture_problem, feature_map_sizes  # noqa: E402
+from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.models import build_model, conv_layer_names  # noqa: E402
 
 MNIST = MnistModelConfig(dense_units=256)
@@ -50,7 +51,7 @@ def test_shape_arithmetic_agrees_with_keras(dataset, kernel, strides):
     setting = _setting(dataset, kernel, strides)
     config = MNIST if dataset == "mnist" else CIFAR
     if architecture_problem(setting):
-        with pytest.raises(Exception):
+        with pytest.raises(PipelineError, match="setting x: the model cannot be built"):
             build_model("x", setting, config)
         return
     model = build_model("x", setting, config)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import VENV_BIN, dvc, mlflow_client, project_env, runs_by_setting, tiny_params
+from tests.conftest import dvc, mlflow_client, project_env, run, runs_by_setting, tiny_params
 
 SETTINGS = tuple(tiny_params()["settings"])
 EPOCHS = tiny_params()["train"]["epochs"]
@@ -168,7 +168,8 @@ def test_interrupted_run_ends_killed_and_writes_nothing(pipeline_run, tmp_path, 
     deadline = time.monotonic() + 120
     run = None
     while time.monotonic() < deadline and process.poll() is None:
-        runs = client.search_runs([e.experiment_id for e in client.search_experiments()]) if (tmp_path / "store.db").exists() else []
+        started = (tmp_path / "store.db").exists()
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()]) if started else []
         if runs and "loss" in runs[0].data.metrics:
             run = runs[0]
             break
@@ -180,3 +181,21 @@ def test_interrupted_run_ends_killed_and_writes_nothing(pipeline_run, tmp_path, 
     assert stderr.splitlines()[-1].startswith("error: ")
     assert client.get_run(run.info.run_id).info.status == status
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_temp_workspace_experiment_logs_to_the_main_store(pipeline_run, tmp_path):
+    """`dvc exp run --temp` runs stages under .dvc/tmp/exps/; their runs must land in the
+    project's own store (resolved through DVC_ROOT), tagged with the experiment's name."""
+    repo, env, _ = pipeline_run
+    copy = tmp_path / "project"
+    shutil.copytree(repo, copy, symlinks=True)
+    run(["git", "add", "-A"], copy)  # DVC's temporary workspace starts from the last commit
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], copy)
+    dvc(copy, "exp", "run", "--temp", "-n", "stronger-l2", "-S", "settings.mnist-k3-s1-l2.l2=0.02",
+        "train@mnist-k3-s1-l2", env=env)
+    assert not list((copy / ".dvc" / "tmp" / "exps").glob("**/mlruns/mlflow.db"))
+    client = mlflow_client(copy)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              filter_string="tags.dvc_experiment = 'stronger-l2'")
+    assert [(r.data.tags["setting"], r.data.params["l2"], r.info.status) for r in runs] == [
+        ("mnist-k3-s1-l2", "0.02", "FINISHED")]
