@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,7 @@ def train_once(setting: str, epochs: int, deterministic: bool, work: Path, tag: 
     command = [sys.executable, "-m", "pipeline.train", setting, str(ROOT / "data" / "prepared" / dataset),
                str(out / "model.keras"), str(out / "run.json"), str(out / "metrics.json"), str(out / "history.csv"),
                "--params", str(params_file)]
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'store.db'}", "PATH": str(Path(sys.executable).parent)}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'store.db'}"}
     subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
     return json.loads((out / "metrics.json").read_text())
 
