@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from pipeline.config import Setting
+from pipeline.config import ParamsError, Setting
 from pipeline.evaluate import confused_pairs, confusion_matrix, evaluation, per_class_accuracy
-from pipeline.plot import pick_examples, pick_feature_map_pair
+from pipeline.plot import PlotJob, feature_map_images, pick_examples, pick_feature_map_pair
 from pipeline.report import embed_images, sweep_label
 
 NAMES = ["a", "b", "c"]
@@ -66,3 +67,13 @@ def test_embed_images_inlines_png(tmp_path):
     (tmp_path / "f" / "x.png").write_bytes(b"\\x89PNG fake")
     html = embed_images('<p><img src="f/x.png" alt="x"></p>', tmp_path)
     assert 'src="data:image/png;base64,' in html and "f/x.png" not in html
+
+
+def test_feature_map_index_out_of_range_names_the_key():
+    job = PlotJob(dataset="mnist", examples=8, channels=8, images=(3, 10))
+    y_true = np.arange(10) % 3
+    with pytest.raises(ParamsError) as caught:
+        feature_map_images(job, _one_hot_probs(y_true, [0.9] * 10), y_true, "params.yaml")
+    assert str(caught.value) == ("params.yaml: plot.feature_map_images.mnist: index 10 is out of range "
+                                 "(the test set has 10 images)")
+    assert feature_map_images(PlotJob("mnist", 8, 8, (3, 9)), None, y_true, "params.yaml") == (3, 9)
