@@ -81,11 +81,11 @@ def experiment_id(name: str, root: Path) -> str:
 
 
 def connect(root: Path) -> str:
-    """Point MLflow at the project store, check it, and create both experiments."""
-    import mlflow
-
+    """Check the project store, point MLflow at it, and create both experiments."""
     uri = tracking_uri(root)
     check_store(uri)
+    import mlflow
+
     mlflow.set_tracking_uri(uri)
     for name in EXPERIMENTS.values():
         experiment_id(name, root)
