@@ -13,7 +13,9 @@ $(VENV)/.installed: requirements-lock.txt
 
 setup: $(VENV)/.installed
 
+# The tracking store is created before any stage runs: processes creating it at once race.
 repro: setup
+	python -m pipeline.tracking init
 	dvc repro
 
 test: setup

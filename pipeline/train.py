@@ -10,8 +10,10 @@ import argparse
 import csv
 import hashlib
 import io
+import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -86,13 +88,6 @@ def load_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def history_rows(history: dict[str, list[float]], seconds: list[float]) -> list[dict[str, float]]:
-    return [
-        {"epoch": i + 1, **{k: history[k][i] for k in HISTORY_FIELDS[1:5]}, "seconds": seconds[i]}
-        for i in range(len(seconds))
-    ]
-
-
 def history_csv(rows: list[dict[str, float]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
@@ -120,30 +115,82 @@ def first_non_finite(rows: list[dict[str, float]]) -> int | None:
     return None
 
 
-def make_epoch_logger(mlflow, run_id: str):
-    """Keras callback: per-epoch metrics to MLflow with step = epoch (1-based), synchronously.
+def history_row(epoch: int, logs: dict, seconds: float) -> dict[str, float]:
+    """One epoch's row; an epoch cut short by TerminateOnNaN may lack validation numbers."""
+    return {"epoch": epoch, **{k: float(logs.get(k, float("nan"))) for k in HISTORY_FIELDS[1:5]}, "seconds": seconds}
+
+
+def make_epoch_checkpoint(mlflow, run_id: str, resume: "Resume"):
+    """Keras callback that closes each epoch with one uninterruptible step: its metrics to MLflow
+    (step = epoch, 1-based, synchronously), its history row and Keras' BackupAndRestore state,
+    both saved where a resumed run finds them.
 
     Not mlflow.keras.MlflowCallback: it also logs validation_* metrics at step 0 on every
     evaluation (duplicate steps) and logs asynchronously, so a killed run can lose epochs.
     """
     import keras
 
-    class EpochLogger(keras.callbacks.Callback):
+    class EpochCheckpoint(keras.callbacks.BackupAndRestore):
+        def __init__(self):
+            # double_checkpoint: a SIGKILL (which cannot be deferred) mid-save leaves the previous one
+            super().__init__(str(resume.directory / "keras"), double_checkpoint=True)
+            self.rows = list(resume.rows)
+
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
-            self.seconds = getattr(self, "seconds", [])
 
         def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.started)
-            metrics = {k: float(v) for k, v in (logs or {}).items()}
-            metrics["epoch_seconds"] = self.seconds[-1]
-            mlflow.log_metrics(metrics, step=epoch + 1, run_id=run_id)
+            logs = logs or {}
+            seconds = time.perf_counter() - self.started
+            with cli.deferred_interrupts():
+                del self.rows[epoch:]  # after a SIGKILL between the two saves, this epoch re-ran
+                self.rows.append(history_row(epoch + 1, logs, seconds))
+                mlflow.log_metrics({**{k: float(v) for k, v in logs.items()}, "epoch_seconds": seconds},
+                                   step=epoch + 1, run_id=run_id)
+                resume.save(run_id, self.rows)
+                super().on_epoch_end(epoch, logs)
 
-    return EpochLogger()
+    return EpochCheckpoint()
 
 
-def fit(job: TrainJob, data_dir: Path, mlflow, run_id: str):
-    """Train; return the model and the history rows (also when stopped early on NaN)."""
+@dataclass
+class Resume:
+    """Where an interrupted training run left off: its MLflow run and finished epochs.
+
+    Lives in a directory that is no DVC output (DVC deletes those before a stage runs), beside
+    Keras' BackupAndRestore files; used only while the job (params and data) is the same.
+    """
+
+    directory: Path
+    fingerprint: str
+    run_id: str | None = None
+    rows: tuple = ()
+
+    @classmethod
+    def load(cls, directory: Path, fingerprint: str) -> Resume:
+        state_file = directory / "state.json"
+        if state_file.exists():
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+            if state.get("fingerprint") == fingerprint:
+                return cls(directory, fingerprint, state["run_id"], tuple(state["rows"]))
+            shutil.rmtree(directory)  # a backup of another job: start over
+        return cls(directory, fingerprint)
+
+    def save(self, run_id: str, rows: list[dict]) -> None:
+        write_json(self.directory / "state.json", {"fingerprint": self.fingerprint, "run_id": run_id, "rows": rows})
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def job_fingerprint(job: TrainJob, data_digest: str, tracking_uri: str) -> str:
+    """Same hyperparameters, data and tracking store: only then may a backup be resumed."""
+    return hashlib.md5(json.dumps([run_params(job), data_digest, tracking_uri], sort_keys=True).encode()).hexdigest()
+
+
+def fit(job: TrainJob, data_dir: Path, mlflow, run_id: str, resume: Resume):
+    """Train, resuming from the last finished epoch if a backup exists; return the model and
+    the history rows of every epoch (also when stopped early on NaN)."""
     import keras
 
     from pipeline.models import build_model, compile_model
@@ -156,21 +203,15 @@ def fit(job: TrainJob, data_dir: Path, mlflow, run_id: str):
     model = compile_model(build_model(job.name, job.setting, job.model), job.train.learning_rate)
     x_train, y_train = load_split(data_dir, "train")
     x_val, y_val = load_split(data_dir, "val")
-    logger = make_epoch_logger(mlflow, run_id)
-    result = model.fit(
+    checkpoint = make_epoch_checkpoint(mlflow, run_id, resume)
+    model.fit(
         np.asarray(x_train), keras.utils.to_categorical(y_train, 10),
         validation_data=(np.asarray(x_val), keras.utils.to_categorical(y_val, 10)),
         epochs=job.train.epochs, batch_size=job.train.batch_size, shuffle=True,
-        callbacks=[logger, keras.callbacks.TerminateOnNaN()],
+        callbacks=[checkpoint, keras.callbacks.TerminateOnNaN()],
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    history = dict(result.history)
-    # TerminateOnNaN stops mid-epoch: that epoch has no validation numbers.
-    n = len(logger.seconds)
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        values = history.get(key, [])
-        history[key] = list(values[:n]) + [float("nan")] * (n - len(values))
-    return model, history_rows(history, logger.seconds), (x_train, y_train, x_val, y_val)
+    return model, checkpoint.rows, (x_train, y_train, x_val, y_val)
 
 
 def log_data_inputs(mlflow, dataset: str, arrays, data_dir: Path) -> None:
@@ -224,26 +265,33 @@ def main(argv=None) -> None:
     from pipeline import tracking
 
     root = tracking.project_root()
-    tracking.connect(root)
+    uri = tracking.connect(root)
     import mlflow
     import mlflow.tensorflow  # noqa: F401  (the flavor used by log_model)
 
-    tags = {
-        "setting": job.name,
-        "dataset": job.setting.dataset,
-        "sweeps": ",".join(job.setting.sweeps),
-        "git_commit": git_commit(root),
-        "dvc_stage": f"train@{job.name}",
-        "data_md5": data_md5(args.data),
-    }
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
-    experiment = tracking.experiment_id(tracking.EXPERIMENTS[job.setting.dataset], root)
-    run = mlflow.start_run(experiment_id=experiment, run_name=job.name, tags=tags)
+    digest = data_md5(args.data)
+    # Not a DVC output (DVC deletes those before the stage runs), so it survives a kill.
+    resume = Resume.load(root / ".dvc" / "tmp" / "train-backup" / job.name, job_fingerprint(job, digest, uri))
+    if resume.run_id:
+        run = mlflow.start_run(run_id=resume.run_id)
+        print(f"{job.name}: resuming MLflow run {resume.run_id} after epoch {len(resume.rows)}", file=sys.stderr)
+    else:
+        tags = {
+            "setting": job.name,
+            "dataset": job.setting.dataset,
+            "sweeps": ",".join(job.setting.sweeps),
+            "git_commit": git_commit(root),
+            "dvc_stage": f"train@{job.name}",
+            "data_md5": digest,
+        }
+        if os.environ.get("DVC_EXP_NAME"):
+            tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+        experiment = tracking.experiment_id(tracking.EXPERIMENTS[job.setting.dataset], root)
+        run = mlflow.start_run(experiment_id=experiment, run_name=job.name, tags=tags)
+        mlflow.log_params(run_params(job))
     status = "FAILED"
     try:
-        mlflow.log_params(run_params(job))
-        model, rows, arrays = fit(job, args.data, mlflow, run.info.run_id)
+        model, rows, arrays = fit(job, args.data, mlflow, run.info.run_id, resume)
         nan_epoch = first_non_finite(rows)
         if nan_epoch is not None:
             reason = f"loss became NaN/Inf in epoch {nan_epoch}"
@@ -257,6 +305,7 @@ def main(argv=None) -> None:
         write_text(args.history, history_csv(rows))
         write_json(args.metrics, metrics)
         write_json(args.run, {"run_id": run.info.run_id, "experiment": tracking.EXPERIMENTS[job.setting.dataset]})
+        resume.clear()
         status = "FINISHED"
         print(f"{job.name}: val_accuracy {metrics['val_accuracy']:.4f} after {metrics['epochs']} epochs "
               f"({metrics['seconds_per_epoch']:.1f} s/epoch); MLflow run {run.info.run_id}", file=sys.stderr)
@@ -264,6 +313,7 @@ def main(argv=None) -> None:
         status = "KILLED"
         raise
     except BaseException as exc:
+        resume.clear()  # only an interrupted run is resumed; a failed one starts over
         if not isinstance(exc, PipelineError):
             mlflow.set_tag("failure_reason", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         raise

@@ -116,8 +116,31 @@ def _params_file(tmp_path, **train):
     return path
 
 
+def _wait_for_epochs(client, process, epochs: int, timeout: float = 120):
+    """The training process's run, once it has logged `epochs` epochs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        if runs and len(client.get_metric_history(runs[0].info.run_id, "loss")) >= epochs:
+            return runs[0]
+        time.sleep(0.2)
+    stderr = process.communicate()[1][-3000:] if process.poll() is not None else "(still running)"
+    raise AssertionError(f"training never logged {epochs} epoch(s): {stderr}")
+
+
+def _reap(process) -> None:
+    """Never leave a training process behind to disturb the next test."""
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
 def _store_env(tmp_path):
-    return project_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'store.db'}")
+    """A fresh store of the test's own, created before training starts: the test polls it while
+    training writes, and two processes creating one SQLite schema at once race."""
+    env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'store.db'}")
+    subprocess.run([sys.executable, "-m", "pipeline.tracking", "init"], env=env, check=True, capture_output=True)
+    return env
 
 
 def test_invalid_setting_fails_before_training(pipeline_run, tmp_path):
@@ -127,7 +150,8 @@ def test_invalid_setting_fails_before_training(pipeline_run, tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(params, sort_keys=False))
     cmd, out = _train_cmd(repo, tmp_path, bad, setting="cifar10-k3-s1")
-    result = subprocess.run(cmd, cwd=repo, env=_store_env(tmp_path), capture_output=True, text=True)
+    env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'store.db'}")  # not created: must stay so
+    result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr == (f"error: {bad}: settings.mnist-k3-s1: kernel 3 with strides 40 shrinks the "
                              "feature map to nothing at layer max_pooling2d_1\n")
@@ -160,23 +184,17 @@ def test_nan_loss_ends_run_failed(pipeline_run, tmp_path):
 def test_interrupted_run_ends_killed_and_writes_nothing(pipeline_run, tmp_path, signum, status):
     repo, _, _ = pipeline_run
     cmd, out = _train_cmd(repo, tmp_path, _params_file(tmp_path, epochs=500))
-    process = subprocess.Popen(cmd, cwd=repo, env=_store_env(tmp_path), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    env = _store_env(tmp_path)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'store.db'}")
-    deadline = time.monotonic() + 120
-    run = None
-    while time.monotonic() < deadline and process.poll() is None:
-        started = (tmp_path / "store.db").exists()
-        runs = client.search_runs([e.experiment_id for e in client.search_experiments()]) if started else []
-        if runs and "loss" in runs[0].data.metrics:
-            run = runs[0]
-            break
-        time.sleep(0.5)
-    assert run is not None, "training never logged an epoch"
-    process.send_signal(signum)
-    _, stderr = process.communicate(timeout=60)
+    process = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run = _wait_for_epochs(client, process, 1)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        _reap(process)
     assert process.returncode == 130, stderr
     assert stderr.splitlines()[-1].startswith("error: ")
     assert client.get_run(run.info.run_id).info.status == status
@@ -199,3 +217,34 @@ def test_temp_workspace_experiment_logs_to_the_main_store(pipeline_run, tmp_path
                               filter_string="tags.dvc_experiment = 'stronger-l2'")
     assert [(r.data.tags["setting"], r.data.params["l2"], r.info.status) for r in runs] == [
         ("mnist-k3-s1-l2", "0.02", "FINISHED")]
+
+
+def test_killed_run_resumes_from_last_epoch_in_the_same_mlflow_run(pipeline_run, tmp_path):
+    repo, _, _ = pipeline_run
+    # batch 1: a few seconds per fixture epoch, time enough to kill between epochs
+    cmd, out = _train_cmd(repo, tmp_path, _params_file(tmp_path, epochs=6, batch_size=1))
+    env = _store_env(tmp_path)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'store.db'}")
+    process = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = _wait_for_epochs(client, process, 2).info.run_id
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    finally:
+        _reap(process)
+    assert client.get_run(run_id).info.status == "KILLED"
+    done = len(client.get_metric_history(run_id, "loss"))
+    assert 2 <= done < 6
+
+    resumed = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"mnist-k3-s1: resuming MLflow run {run_id} after epoch {done}" in resumed.stderr
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    for metric in ("loss", "val_accuracy"):
+        assert [m.step for m in client.get_metric_history(run_id, metric)] == [1, 2, 3, 4, 5, 6]
+    assert len((out / "h.csv").read_text().splitlines()) == 7
+    assert json.loads((out / "run.json").read_text())["run_id"] == run_id
+    assert not (repo / ".dvc" / "tmp" / "train-backup" / "mnist-k3-s1").exists()
