@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import dvc, mlflow_client, project_env, run, runs_by_setting, tiny_params
+from tests.conftest import dvc, mlflow_client, project_env, runs_by_setting, tiny_params
+from tests.conftest import run as run_command
 
 SETTINGS = tuple(tiny_params()["settings"])
 EPOCHS = tiny_params()["train"]["epochs"]
@@ -207,8 +208,8 @@ def test_temp_workspace_experiment_logs_to_the_main_store(pipeline_run, tmp_path
     repo, env, _ = pipeline_run
     copy = tmp_path / "project"
     shutil.copytree(repo, copy, symlinks=True)
-    run(["git", "add", "-A"], copy)  # DVC's temporary workspace starts from the last commit
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], copy)
+    run_command(["git", "add", "-A"], copy)  # DVC's temporary workspace starts from the last commit
+    run_command(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], copy)
     dvc(copy, "exp", "run", "--temp", "-n", "stronger-l2", "-S", "settings.mnist-k3-s1-l2.l2=0.02",
         "train@mnist-k3-s1-l2", env=env)
     assert not list((copy / ".dvc" / "tmp" / "exps").glob("**/mlruns/mlflow.db"))
