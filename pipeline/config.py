@@ -58,6 +58,10 @@ class TrainConfig:
     learning_rate: Annotated[float, Strict(), Field(gt=0.0)]
     seed: Seed
     deterministic: Annotated[bool, Strict()]
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"]
+    jit_compile: Annotated[bool, Strict()]
+    steps_per_execution: PositiveInt
+    distribute: Literal["none", "mirrored"]
 
 
 @dataclass(config=_STRICT)

@@ -22,11 +22,17 @@ def _conv(filters: int, setting: Setting, strides: int, name: str) -> layers.Con
     )
 
 
-def _dense(units: int, setting: Setting, activation: str, name: str) -> layers.Dense:
+def _dense(units: int, setting: Setting, activation: str, name: str, dtype=None) -> layers.Dense:
     return layers.Dense(
         units, activation=activation,
-        kernel_regularizer=_l2(setting.l2), bias_regularizer=_l2(setting.l2), name=name,
+        kernel_regularizer=_l2(setting.l2), bias_regularizer=_l2(setting.l2), name=name, dtype=dtype,
     )
+
+
+def _classifier(setting: Setting, name: str) -> layers.Dense:
+    # float32 even under a mixed-precision policy: a float16 softmax loses the small
+    # probabilities that cross-entropy takes the log of (Keras' mixed-precision guide)
+    return _dense(NUM_CLASSES, setting, "softmax", name, dtype="float32")
 
 
 def mnist_cnn(setting: Setting, config: MnistModelConfig) -> keras.Sequential:
@@ -39,7 +45,7 @@ def mnist_cnn(setting: Setting, config: MnistModelConfig) -> keras.Sequential:
             _conv(32, setting, setting.strides, "conv2d_2"),
             layers.Flatten(name="flatten"),
             _dense(config.dense_units, setting, "relu", "dense_1"),
-            _dense(NUM_CLASSES, setting, "softmax", "dense_2"),
+            _classifier(setting, "dense_2"),
         ],
         name="mnist_cnn",
     )
@@ -61,7 +67,7 @@ def cifar10_cnn(setting: Setting, config: Cifar10ModelConfig) -> keras.Sequentia
             layers.MaxPooling2D(2, name=f"max_pooling2d_{block}"),
             layers.Dropout(dropout, name=f"dropout_{block}"),
         ]
-    stack += [layers.Flatten(name="flatten"), _dense(NUM_CLASSES, setting, "softmax", "dense")]
+    stack += [layers.Flatten(name="flatten"), _classifier(setting, "dense")]
     return keras.Sequential(stack, name="cifar10_gray_cnn")
 
 
@@ -74,11 +80,15 @@ def build_model(name: str, setting: Setting, model_config: MnistModelConfig | Ci
         raise PipelineError(f"setting {name}: the model cannot be built ({str(exc).splitlines()[0]})") from None
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
+def compile_model(model: keras.Model, learning_rate: float, jit_compile: bool = False,
+                  steps_per_execution: int = 1) -> keras.Model:
+    # Keras wraps Adam in a LossScaleOptimizer itself under the mixed_float16 policy.
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
     )
     return model
 

@@ -56,6 +56,14 @@ def dvc(repo: Path, *args: str, env: dict[str, str] | None = None, check: bool =
     return run([str(VENV_BIN / "dvc"), *args], repo, env=env, check=check)
 
 
+def train_command(repo: Path, out: Path, setting: str = "mnist-k3-s1", params: Path | None = None,
+                  data: Path | None = None) -> list[str]:
+    """The train stage's command for one setting of the project in `repo`, writing under `out`."""
+    data = data or repo / "data" / "prepared" / ("mnist" if setting.startswith("mnist") else "cifar10")
+    return [sys.executable, "-m", "pipeline.train", setting, str(data), str(out / "m.keras"), str(out / "run.json"),
+            str(out / "metrics.json"), str(out / "h.csv"), "--params", str(params or repo / "params.yaml")]
+
+
 def tiny_params() -> dict:
     """The shipped params.yaml cut down to a few settings and epochs, for fixture data."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -12,13 +12,12 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.outputs import atomic_file, write_json
-from tests.conftest import REPO, project_env
+from tests.conftest import REPO, project_env, train_command
 
 
 def _train(repo, tmp_path, env):
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "pipeline.train", "mnist-k3-s1", str(repo / "data" / "prepared" / "mnist"),
-               str(out / "m.keras"), str(out / "run.json"), str(out / "metrics.json"), str(out / "h.csv")]
+    command = train_command(repo, out)
     started = time.monotonic()
     result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
     return result, time.monotonic() - started, out

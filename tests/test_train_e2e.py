@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import dvc, mlflow_client, project_env, runs_by_setting, tiny_params
+from tests.conftest import dvc, mlflow_client, project_env, runs_by_setting, tiny_params, train_command
 from tests.conftest import run as run_command
 
 SETTINGS = tuple(tiny_params()["settings"])
@@ -103,10 +103,7 @@ def test_editing_one_setting_retrains_only_it(edited_copy):
 
 def _train_cmd(repo, tmp_path, params_file, setting="mnist-k3-s1", data=None):
     out = tmp_path / "out"
-    data = data or repo / "data" / "prepared" / "mnist"
-    return [sys.executable, "-m", "pipeline.train", setting, str(data),
-            str(out / "m.keras"), str(out / "run.json"), str(out / "metrics.json"), str(out / "h.csv"),
-            "--params", str(params_file)], out
+    return train_command(repo, out, setting, params_file, data), out
 
 
 def _params_file(tmp_path, **train):

@@ -1,0 +1,158 @@
+"""Scaling out on existing engines: DVC's experiment queue, an MLflow tracking server, a DVC
+remote, tf.distribute. Each drives the real programs on fixture data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import VENV_BIN, copy_project, dvc, project_env, run, tiny_params, train_command
+
+QUEUED = ("mnist-k3-s1", "mnist-k3-s1-l2")
+
+
+def _finished_queue(repo, env, timeout: float = 600) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = dvc(repo, "queue", "status", env=env).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        time.sleep(2)
+    raise AssertionError(f"the queue did not finish:\n{status}")
+
+
+def test_queued_sweep_with_two_workers_logs_every_run_to_one_store(mirror, tmp_path):
+    params = tiny_params()
+    params["settings"] = {name: params["settings"][name] for name in QUEUED}
+    repo = copy_project(tmp_path / "project", params)
+    env = project_env(PIPELINE_DATA_MIRROR=str(mirror))
+    # The README's recipe: the store first (workers creating one schema at once race), the
+    # shared data once (the workers restore it from DVC's run cache), then one queued
+    # experiment per setting and two workers.
+    run([sys.executable, "-m", "pipeline.tracking", "init"], repo, env=env)
+    dvc(repo, "repro", "preprocess@mnist", env=env)
+    for name in QUEUED:
+        dvc(repo, "exp", "run", "--queue", "-n", f"q-{name}", f"train@{name}", env=env)
+    dvc(repo, "queue", "start", "--jobs", "2", env=env)
+    status = _finished_queue(repo, env)
+    assert status.count("Success") == 2, status + dvc(repo, "queue", "logs", f"q-{QUEUED[0]}", env=env, check=False).stdout
+
+    from tests.conftest import mlflow_client
+
+    client = mlflow_client(repo)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert sorted((r.data.tags["setting"], r.data.tags["dvc_experiment"], r.info.status) for r in runs) == [
+        (name, f"q-{name}", "FINISHED") for name in QUEUED]
+    for r in runs:
+        assert [m.step for m in client.get_metric_history(r.info.run_id, "val_accuracy")] == [1, 2]
+    assert not list((repo / ".dvc" / "tmp" / "exps").glob("**/mlruns/mlflow.db"))
+    # Each worker's results are in DVC's run cache: the workspace gets them without retraining.
+    result = dvc(repo, "repro", *(f"train@{name}" for name in QUEUED), env=env)
+    assert "Running stage" not in result.stdout and (repo / "models" / f"{QUEUED[0]}.keras").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, server, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"mlflow server exited: {server.communicate()[1][-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("mlflow server did not answer /health")
+
+
+def test_training_logs_to_a_tracking_server(pipeline_run, tmp_path):
+    repo, _, _ = pipeline_run
+    url = f"http://127.0.0.1:{_free_port()}"
+    server = subprocess.Popen(
+        [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1],
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts")],
+        env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_healthy(url, server)
+        out = tmp_path / "out"
+        result = run(train_command(repo, out), repo, env=project_env(MLFLOW_TRACKING_URI=url), check=False)
+        assert result.returncode == 0, result.stderr[-3000:]
+        run_id = json.loads((out / "run.json").read_text())["run_id"]
+
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=url)
+        finished = client.get_run(run_id)
+        assert finished.info.status == "FINISHED" and finished.data.tags["setting"] == "mnist-k3-s1"
+        assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2]
+        mlflow.set_tracking_uri(url)
+        [model] = mlflow.search_logged_models(experiment_ids=[finished.info.experiment_id],
+                                              filter_string=f"source_run_id = '{run_id}'", output_format="list")
+        files = {f.path for f in client.list_logged_model_artifacts(model.model_id)}
+        assert "MLmodel" in files
+        # artifacts went through the server into its own artifact root, not the project's
+        assert list((tmp_path / "server-artifacts").rglob("MLmodel"))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.communicate(timeout=30)
+
+
+def test_results_travel_through_a_dvc_remote(pipeline_run, tmp_path):
+    repo, env, _ = pipeline_run
+    remote = tmp_path / "remote"
+    dvc(repo, "remote", "add", "--local", "shared", str(remote), env=env)
+    try:
+        dvc(repo, "push", "-r", "shared", env=env)
+    finally:
+        dvc(repo, "remote", "remove", "--local", "shared", env=env)
+    # A teammate's checkout: the project's files and dvc.lock (from git), no data, no models.
+    teammate = tmp_path / "teammate"
+    left_behind = {"data", "models", "runs", "predictions", "mlruns", ".dvc/cache", ".dvc/tmp", "reports/figures",
+                   "reports/summary", "reports/report.html", "reports/report.md"}
+    shutil.copytree(repo, teammate, ignore=lambda folder, names: [
+        n for n in names if (Path(folder) / n).relative_to(repo).as_posix() in left_behind])
+    dvc(teammate, "remote", "add", "--local", "shared", str(remote), env=env)
+    dvc(teammate, "pull", "-r", "shared", env=env)
+    assert (teammate / "models" / "mnist-k3-s1.keras").read_bytes() == (repo / "models" / "mnist-k3-s1.keras").read_bytes()
+    assert (teammate / "data" / "prepared" / "cifar10" / "x_train.npy").exists()
+    # Everything is there but report.md, which is not cached (cache: false) and so not pushed.
+    status = json.loads(dvc(teammate, "status", "--json", env=env).stdout)
+    assert status == {"report": [{"changed outs": {"reports/report.md": "deleted"}}]}, status
+
+
+def test_mirrored_strategy_trains_on_the_one_cpu(pipeline_run, tmp_path):
+    repo, _, _ = pipeline_run
+    params = tiny_params()
+    params["train"].update(distribute="mirrored", steps_per_execution=2)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    out = tmp_path / "out"
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    result = run(train_command(repo, out, params=params_file), repo,
+                 env=project_env(MLFLOW_TRACKING_URI=store), check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MirroredStrategy" in result.stderr  # TensorFlow announces the strategy and its device
+    from mlflow.tracking import MlflowClient
+
+    finished = MlflowClient(tracking_uri=store).get_run(json.loads((out / "run.json").read_text())["run_id"])
+    assert finished.info.status == "FINISHED"
+    assert finished.data.params["train.distribute"] == "mirrored"
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
