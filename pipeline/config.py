@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import ConfigDict, Field, Strict, ValidationError
@@ -21,6 +21,7 @@ from pipeline.errors import PipelineError
 DATASETS = ("mnist", "cifar10")
 INPUT_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 1)}
 SWEEPABLE = ("kernel", "strides", "l2")
+REPORT_EPOCHS = 50  # the seed report trains every setting this long (reports/seed_results.yaml)
 CLASS_NAMES = {
     "mnist": [str(digit) for digit in range(10)],
     "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
@@ -62,6 +63,12 @@ class TrainConfig:
     jit_compile: Annotated[bool, Strict()]
     steps_per_execution: PositiveInt
     distribute: Literal["none", "mirrored"]
+    subset: Annotated[float, Strict(), Field(gt=0.0, le=1.0)]
+
+    @property
+    def smoke_run(self) -> bool:
+        """Fewer epochs or images than the report's: numbers that only show the pipeline works."""
+        return self.epochs < REPORT_EPOCHS or self.subset < 1.0
 
 
 @dataclass(config=_STRICT)
@@ -89,7 +96,7 @@ class Setting:
     sweeps: tuple[Literal["kernel", "strides", "l2"], ...]
 
 
-ImagePair = Optional[tuple[Annotated[int, Strict(), Field(ge=0)], Annotated[int, Strict(), Field(ge=0)]]]
+ImagePair = Union[Literal["auto"], tuple[Annotated[int, Strict(), Field(ge=0)], Annotated[int, Strict(), Field(ge=0)]]]
 
 
 @dataclass(config=_STRICT)

@@ -174,7 +174,7 @@ def confusion_figure(matrix: np.ndarray, names: list[str], pairs: list[dict], ti
 
 
 def feature_map_images(job: PlotJob, probabilities, y_true, params_path: Path) -> tuple[int, int]:
-    if job.images is None:
+    if job.images == "auto":
         return pick_feature_map_pair(probabilities, y_true)
     for index in job.images:
         if index >= len(y_true):

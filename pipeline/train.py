@@ -82,6 +82,14 @@ def git_commit(root: Path) -> str:
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
+def training_subset(count: int, share: float, seed: int) -> np.ndarray | None:
+    """Sorted indices of a seeded random `share` of `count` training images; None for all."""
+    if share >= 1.0:
+        return None
+    keep = max(1, round(share * count))
+    return np.sort(np.random.default_rng(seed).choice(count, size=keep, replace=False))
+
+
 def load_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     x = np.load(directory / f"x_{split}.npy", mmap_mode="r")
     y = np.load(directory / f"y_{split}.npy")
@@ -229,6 +237,9 @@ def fit(job: TrainJob, data_dir: Path, mlflow, run_id: str, resume: Resume):
 
     model = build_compiled(job)
     x_train, y_train = load_split(data_dir, "train")
+    subset = training_subset(len(y_train), job.train.subset, job.train.seed)
+    if subset is not None:
+        x_train, y_train = x_train[subset], y_train[subset]
     x_val, y_val = load_split(data_dir, "val")
     checkpoint = make_epoch_checkpoint(mlflow, run_id, resume)
     # In-memory arrays: on this CPU a tf.data pipeline from the memory-mapped files measured the
@@ -312,6 +323,7 @@ def main(argv=None) -> None:
             "git_commit": git_commit(root),
             "dvc_stage": f"train@{job.name}",
             "data_md5": digest,
+            "smoke_run": str(job.train.smoke_run).lower(),
         }
         if os.environ.get("DVC_EXP_NAME"):
             tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
