@@ -23,7 +23,7 @@ repro: setup
 # the experiment `quick` (dvc exp show); params.yaml is put back as shipped afterwards.
 quick: setup
 	python -m pipeline.tracking init
-	cp params.yaml .dvc/tmp/params-before-quick.yaml
+	mkdir -p .dvc/tmp && cp params.yaml .dvc/tmp/params-before-quick.yaml
 	dvc exp run --force -n quick -S train.epochs=2 -S train.subset=0.2; status=$$?; \
 	  mv .dvc/tmp/params-before-quick.yaml params.yaml; exit $$status
 
