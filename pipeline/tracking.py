@@ -74,7 +74,9 @@ def experiment_id(name: str, root: Path) -> str:
         return existing.experiment_id
     location = None if os.environ.get("MLFLOW_TRACKING_URI") else f"{artifact_root(root)}/{name}"
     try:
-        return mlflow.create_experiment(name, artifact_location=location)
+        # the kind makes `mlflow ui` open these experiments on their training runs, not on the GenAI overview
+        return mlflow.create_experiment(name, artifact_location=location,
+                                        tags={"mlflow.experimentKind": "custom_model_development"})
     except mlflow.exceptions.MlflowException:
         # another worker created it between our lookup and our create
         return mlflow.get_experiment_by_name(name).experiment_id

@@ -1,0 +1,149 @@
+"""`make ui` (python -m pipeline.tracking ui) looked at in headless Chromium, as a user would.
+
+Needs Debian's chromium and chromium-driver (.ci/run installs them). Screenshots go to
+test-artifacts/ui/ (not committed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import REPO, mlflow_client, project_env, runs_by_setting
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", shutil.which("chromedriver")
+SHOTS = REPO / "test-artifacts" / "ui"
+PATIENCE = 90  # seconds for a page to render on a busy 2-core machine
+
+
+@pytest.fixture(scope="module")
+def ui(pipeline_run):
+    """The project's UI command on a free port, serving the fixture pipeline's store."""
+    if not (CHROMEDRIVER and os.path.exists(CHROMIUM)):
+        message = "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    repo, _, _ = pipeline_run
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "pipeline.tracking", "ui", "--port", str(port)], cwd=repo,
+                              env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"the UI did not start: {server.stderr.read()[-2000:] if server.poll() is not None else 'timeout'}")
+                time.sleep(0.5)
+        yield repo, url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.communicate(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser(ui):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1000"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def _wait(driver, condition, what: str, shot: str):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, PATIENCE, poll_frequency=0.5).until(condition)
+    except TimeoutException:
+        driver.save_screenshot(str(SHOTS / f"{shot}-failed.png"))
+        raise AssertionError(f"{what} did not appear within {PATIENCE} s (screenshot {shot}-failed.png)") from None
+    finally:
+        driver.save_screenshot(str(SHOTS / f"{shot}.png"))
+
+
+def _text(driver) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def _experiment_ids(repo) -> dict[str, str]:
+    return {e.name: e.experiment_id for e in mlflow_client(repo).search_experiments()}
+
+
+def test_both_experiments_are_listed(ui, browser):
+    _, url = ui
+    browser.get(f"{url}/#/experiments")
+    _wait(browser, lambda d: "mnist-cnn" in _text(d) and "cifar10-gray-cnn" in _text(d),
+          "both experiments", "experiments")
+
+
+def test_one_run_per_setting_with_its_params_as_columns(ui, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    repo, url = ui
+    browser.get(f"{url}/#/experiments/{_experiment_ids(repo)['mnist-cnn']}/runs")
+    _wait(browser, lambda d: d.find_elements(By.XPATH, "//a[text()='mnist-k3-s1-l2']"), "the runs table", "runs")
+    for setting in ("mnist-k3-s1", "mnist-k3-s1-l2"):
+        assert len(browser.find_elements(By.XPATH, f"//a[text()='{setting}']")) == 1, setting
+    # The user adds the swept params as columns through the "Columns" menu.
+    browser.find_element(By.XPATH, "//button[normalize-space()='Columns']").click()
+    search = _wait(browser, lambda d: d.find_element(By.XPATH, "//input[@placeholder='Search columns']"),
+                   "the column picker", "columns")
+    for param in ("kernel", "l2"):
+        search.send_keys(Keys.CONTROL, "a", Keys.BACKSPACE, param)
+        _wait(browser, lambda d, p=param: d.find_element(By.XPATH, f"//*[@role='menu' or @role='dialog' or "
+                                                                  f"contains(@class,'popover')]//*[text()='{p}']"),
+              f"param {param} in the column picker", "columns").click()
+    search.send_keys(Keys.ESCAPE)
+    headers = _wait(browser, lambda d: {h.text for h in d.find_elements(By.XPATH, "//*[@role='columnheader']")}
+                    >= {"kernel", "l2"} and {h.text for h in d.find_elements(By.XPATH, "//*[@role='columnheader']")},
+                    "kernel and l2 columns", "runs-with-params")
+    assert {"kernel", "l2"} <= headers
+    cells = [c.text for c in browser.find_elements(By.XPATH, "//*[@role='gridcell']")]
+    assert "0.001" in cells and "3" in cells
+
+
+def test_a_runs_metric_charts_load(ui, browser):
+    from selenium.webdriver.common.by import By
+
+    repo, url = ui
+    run = runs_by_setting(repo)["mnist-k3-s1"]
+    browser.get(f"{url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/model-metrics")
+    _wait(browser, lambda d: "val_accuracy" in _text(d) and d.find_elements(By.CSS_SELECTOR, "svg.main-svg"),
+          "the metric charts", "metrics")
+
+
+def test_a_figure_artifact_renders(ui, browser):
+    from selenium.webdriver.common.by import By
+
+    repo, url = ui
+    run = runs_by_setting(repo)["cifar10-k3-s1"]
+    browser.get(f"{url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+                "/artifacts/figures/learning_curves.png")
+    image = _wait(browser, lambda d: next((i for i in d.find_elements(By.CSS_SELECTOR, "img[src^='blob:']")
+                                           if d.execute_script("return arguments[0].naturalWidth", i) > 0), None),
+                  "the learning-curves PNG", "artifact")
+    assert browser.execute_script("return arguments[0].naturalHeight", image) > 100
