@@ -1,5 +1,8 @@
 """params.yaml, read once per stage and validated into typed dataclasses.
 
+    python -m pipeline.config check       # validate params.yaml; one line per problem found
+    python -m pipeline.config settings    # the setting names, one per line (for shell loops)
+
 Every user mistake in the file ends as a :class:`ParamsError` whose message is one line naming
 the file, the key path and the problem; :func:`pipeline.cli.run` prints it without a traceback.
 """
@@ -13,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import ConfigDict, Field, Strict, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field, Strict, ValidationError
 from pydantic.dataclasses import dataclass
 
 from pipeline.errors import PipelineError
@@ -96,7 +99,17 @@ class Setting:
     sweeps: tuple[Literal["kernel", "strides", "l2"], ...]
 
 
-ImagePair = Union[Literal["auto"], tuple[Annotated[int, Strict(), Field(ge=0)], Annotated[int, Strict(), Field(ge=0)]]]
+def _image_pair(value: Any) -> Any:
+    """'auto' or [i, j]: checked here so that a mistake gets one message, not one per form."""
+    if value == "auto":
+        return value
+    if (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value)):
+        return tuple(value)
+    raise ValueError("expected auto or two test-set indices [i, j] (integers >= 0)")
+
+
+ImagePair = Annotated[Union[Literal["auto"], tuple[int, int]], BeforeValidator(_image_pair)]
 
 
 @dataclass(config=_STRICT)
@@ -308,3 +321,24 @@ def key_paths(obj: Any, prefix: str = "") -> list[str]:
     for name, child in children.items():
         paths.extend(key_paths(child, f"{prefix}.{name}" if prefix else name))
     return paths
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline.config", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("check", "settings"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    if args.command == "settings":
+        print("\n".join(params.settings))
+    else:
+        print(f"{args.params}: {len(params.settings)} settings, valid")
+
+
+if __name__ == "__main__":
+    from pipeline import cli
+
+    cli.run(main)

@@ -64,6 +64,12 @@ BAD_VALUES = [
     (_set("settings.bad/name", SHIPPED["settings"]["mnist-k7-s1"]), "settings.bad/name", "may hold only"),
     (_set("settings", {}), "settings", "no settings"),
     (_set("settings", None), "settings", "valid dictionary"),
+    (_set("models.mnist.filters", 64), "models.mnist.filters", "unknown key"),
+    (_set("plot.feature_map_images.svhn", "auto"), "plot.feature_map_images.svhn", "unknown key"),
+    (_set("plot.feature_map_images.mnist", [3]), "plot.feature_map_images.mnist", "auto"),
+    (_set("train.subset", 0.0), "train.subset", "greater than 0"),
+    (_set("train.precision", "float16"), "train.precision", "'mixed_float16'"),
+    (_set("train.distribute", "multi_worker"), "train.distribute", "'none' or 'mirrored'"),
 ]
 
 
@@ -81,6 +87,7 @@ def test_bad_value_names_key_and_problem(mutate, key, problem):
 
 BAD_FILES = [
     ("train:\n  epochs: 3\n  epochs: 4\n", "line 3: invalid YAML (duplicate key 'epochs')"),
+    ("settings:\n  a:\n    kernel: 3\n  a:\n    kernel: 5\n", "line 4: invalid YAML (duplicate key 'a')"),
     ("train: [\n", "invalid YAML"),
     ("- just\n- a list\n", "expected a mapping of sections"),
     ("", "expected a mapping of sections"),
@@ -114,3 +121,24 @@ def test_stage_prints_one_line_without_traceback(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr == f"error: {bad}: train.epochs: Input should be greater than 0 (got 0)\n"
+
+
+def _cli_cases():
+    for mutate, key, problem in BAD_VALUES:
+        raw = copy.deepcopy(SHIPPED)
+        mutate(raw)
+        yield pytest.param(yaml.safe_dump(raw, sort_keys=False), f"{key}: ", problem, id=f"{key}:{problem}")
+    for text, problem in BAD_FILES:
+        yield pytest.param(text, "", problem, id=f"file:{problem}")
+
+
+@pytest.mark.parametrize("text,key,problem", list(_cli_cases()))
+def test_command_line_exits_with_one_line(tmp_path, text, key, problem):
+    """What the user sees: exit 1 and one line on stderr naming file, key path and problem."""
+    bad = tmp_path / "params.yaml"
+    bad.write_text(text)
+    result = subprocess.run([sys.executable, "-m", "pipeline.config", "check", "--params", str(bad)],
+                            cwd=REPO, env=project_env(), capture_output=True, text=True)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith(f"error: {bad}: {key}") and result.stderr.count("\n") == 1, result.stderr
+    assert problem in result.stderr and "Traceback" not in result.stderr
