@@ -1,7 +1,7 @@
 """download stage: fetch one dataset's canonical archive, verified, into data/raw/.
 
 Source: the dataset's canonical URL and published checksum, or a mirror named by the
-PIPELINE_DATA_MIRROR environment variable: a local directory, a file:// URL or an http(s) URL
+PIPELINE_DATA_MIRROR environment variable: a local directory, a file:// URL or an https URL
 base that holds the same file names plus a SHA256SUMS manifest (`sha256sum` format), against
 which each file is verified. The archive lands under its final name only after its checksum and
 its structure were verified.
@@ -18,13 +18,13 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlparse, urlsplit
 
 import numpy as np
 import pooch
 
 from pipeline import cli
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, redact
 from pipeline.outputs import atomic_file
 
 MIRROR_ENV = "PIPELINE_DATA_MIRROR"
@@ -69,7 +69,7 @@ class DownloadError(PipelineError):
 
 @dataclass(frozen=True)
 class Source:
-    location: str  # a local path, or an http(s)/ftp URL
+    location: str  # a local path, or an https URL (http on localhost)
     known_hash: str
 
     @property
@@ -110,24 +110,38 @@ def read_manifest(mirror: str) -> dict[str, str]:
                 text = Path(fetched).read_text(encoding="utf-8")
     except (OSError, ValueError) as exc:
         raise DownloadError(
-            f"mirror {mirror} ({MIRROR_ENV}): cannot read its {MANIFEST} manifest ({_reason(exc)}); "
+            f"mirror {redact(mirror)} ({MIRROR_ENV}): cannot read its {MANIFEST} manifest ({_reason(exc)}); "
             f"a mirror must hold one, in `sha256sum` format"
         ) from None
     except Exception as exc:  # requests' errors: network failures reaching a remote mirror
         raise DownloadError(
-            f"mirror {mirror} ({MIRROR_ENV}): cannot fetch its {MANIFEST} manifest ({_reason(exc)})"
+            f"mirror {redact(mirror)} ({MIRROR_ENV}): cannot fetch its {MANIFEST} manifest ({_reason(exc)})"
         ) from None
     return parse_manifest(text)
+
+
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def check_mirror_scheme(mirror: str) -> None:
+    """A directory, file:// or https://. The manifest that verifies a file travels the same way
+    as the file, so plain http (which anyone on the path can rewrite) only on this machine."""
+    parts = urlsplit(mirror)
+    if parts.scheme in ("", "file", "https") or (parts.scheme == "http" and parts.hostname in LOOPBACK):
+        return
+    raise DownloadError(f"mirror {redact(mirror)} ({MIRROR_ENV}): {parts.scheme}:// is not allowed; "
+                        "use https:// or a local directory (plain http only on localhost)")
 
 
 def resolve_source(dataset: str, mirror: str | None) -> Source:
     archive = ARCHIVES[dataset]
     if not mirror:
         return Source(archive.url, archive.known_hash)
+    check_mirror_scheme(mirror)
     digests = read_manifest(mirror)
     if archive.file_name not in digests:
         raise DownloadError(
-            f"mirror {mirror} ({MIRROR_ENV}): its {MANIFEST} has no entry for {archive.file_name}"
+            f"mirror {redact(mirror)} ({MIRROR_ENV}): its {MANIFEST} has no entry for {archive.file_name}"
         )
     local = _local_path(mirror)
     location = str(Path(local) / archive.file_name) if local is not None else (
@@ -147,7 +161,7 @@ def fetch(source: Source, dest: Path, progressbar: bool) -> None:
             shutil.copyfile(source.location, dest)
         except OSError as exc:
             raise DownloadError(
-                f"{dest.name}: cannot read {source.location} ({_reason(exc)}); {MIRROR_HINT}"
+                f"{dest.name}: cannot read {redact(source.location)} ({_reason(exc)}); {MIRROR_HINT}"
             ) from None
         return
     import requests  # pooch's HTTP client; imported here to keep --help fast
@@ -163,7 +177,7 @@ def fetch(source: Source, dest: Path, progressbar: bool) -> None:
         mirror.fetch(dest.name, downloader=pooch.HTTPDownloader(progressbar=progressbar, timeout=60))
     except requests.exceptions.RequestException as exc:
         raise DownloadError(
-            f"{dest.name}: cannot download {source.location} after {RETRIES + 1} attempts "
+            f"{dest.name}: cannot download {redact(source.location)} after {RETRIES + 1} attempts "
             f"({_reason(exc)}); {MIRROR_HINT}"
         ) from None
 
@@ -173,7 +187,7 @@ def verify_checksum(path: Path, source: Source, file_name: str) -> None:
     actual = pooch.file_hash(str(path), alg=algorithm)
     if actual != expected:
         raise DownloadError(
-            f"{file_name}: {algorithm} checksum mismatch for {source.location}: expected {expected}, "
+            f"{file_name}: {algorithm} checksum mismatch for {redact(source.location)}: expected {expected}, "
             f"got {actual} (truncated or corrupted download, or a wrong file); nothing was saved; "
             f"{MIRROR_HINT}"
         )
@@ -216,7 +230,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.download",
         description=__doc__.split("\n\n")[0],
-        epilog=f"{MIRROR_ENV}: optional mirror (directory, file:// or http(s) URL base) with a "
+        epilog=f"{MIRROR_ENV}: optional mirror (directory, file:// or https URL base; http only on localhost) with a "
         f"{MANIFEST} manifest; used instead of the canonical URLs.",
     )
     parser.add_argument("dataset", choices=sorted(ARCHIVES))

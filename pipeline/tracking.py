@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pipeline import cli
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, redact
 
 EXPERIMENTS = {"mnist": "mnist-cnn", "cifar10": "cifar10-gray-cnn"}
 
@@ -54,7 +54,7 @@ def check_store(uri: str) -> None:
                 connection.execute("BEGIN IMMEDIATE")  # takes the write lock: read-only fails here
                 connection.rollback()
         except (OSError, sqlite3.Error) as exc:
-            raise PipelineError(f"tracking store {uri} is not writable ({exc})") from None
+            raise PipelineError(f"tracking store {redact(uri)} is not writable ({exc})") from None
     elif parsed.scheme in ("http", "https"):
         import requests
 
@@ -62,7 +62,7 @@ def check_store(uri: str) -> None:
             requests.get(f"{uri.rstrip('/')}/health", timeout=10).raise_for_status()
         except requests.RequestException as exc:
             reason = str(exc).splitlines()[0]
-            raise PipelineError(f"tracking server {uri} is unreachable ({reason})") from None
+            raise PipelineError(f"tracking server {redact(uri)} is unreachable ({reason})") from None
 
 
 def experiment_id(name: str, root: Path) -> str:

@@ -14,6 +14,7 @@ import pytest
 
 from pipeline import download as dl
 from pipeline.download import DownloadError, download
+from pipeline.errors import redact
 from tests.conftest import REPO, project_env
 from tests.datasets import sha256
 
@@ -123,3 +124,18 @@ def test_cli_failure_is_one_line(tmp_path, own_mirror):
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: mirror ")
     assert not (tmp_path / "mnist.npz").exists()
+
+
+@pytest.mark.parametrize("mirror", ["http://example.org/data", "ftp://example.org/data",
+                                    "http://user:secret@example.org/data"])
+def test_mirror_must_be_https_or_local(tmp_path, mirror):
+    with pytest.raises(DownloadError) as caught:
+        download("mnist", tmp_path / "mnist.npz", mirror, progressbar=False)
+    message = str(caught.value)
+    assert "is not allowed; use https:// or a local directory" in message
+    assert "secret" not in message and not (tmp_path / "mnist.npz").exists()
+
+
+def test_credentials_in_a_uri_never_reach_a_message():
+    assert redact("https://user:secret@example.org:8443/data?x=1") == "https://***@example.org:8443/data?x=1"
+    assert redact("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"

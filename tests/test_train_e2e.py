@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import dvc, mlflow_client, project_env, runs_by_setting, tiny_params, train_command
+from tests.conftest import VENV_BIN, dvc, mlflow_client, project_env, runs_by_setting, tiny_params, train_command
 from tests.conftest import run as run_command
 
 SETTINGS = tuple(tiny_params()["settings"])
@@ -114,11 +115,12 @@ def _params_file(tmp_path, **train):
     return path
 
 
-def _wait_for_epochs(client, process, epochs: int, timeout: float = 120):
-    """The training process's run, once it has logged `epochs` epochs."""
+def _wait_for_epochs(client, process, epochs: int, timeout: float = 120, exclude=()):
+    """The training process's run (the newest, not in `exclude`), once it has logged `epochs` epochs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        runs = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+                if r.info.run_id not in exclude]
         if runs and len(client.get_metric_history(runs[0].info.run_id, "loss")) >= epochs:
             return runs[0]
         time.sleep(0.2)
@@ -217,32 +219,40 @@ def test_temp_workspace_experiment_logs_to_the_main_store(pipeline_run, tmp_path
         ("mnist-k3-s1-l2", "0.02", "FINISHED")]
 
 
-def test_killed_run_resumes_from_last_epoch_in_the_same_mlflow_run(pipeline_run, tmp_path):
-    repo, _, _ = pipeline_run
-    # batch 1: a few seconds per fixture epoch, time enough to kill between epochs
-    cmd, out = _train_cmd(repo, tmp_path, _params_file(tmp_path, epochs=6, batch_size=1))
-    env = _store_env(tmp_path)
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'store.db'}")
-    process = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_interrupted_dvc_repro_resumes_and_completes_the_stage(pipeline_run, tmp_path):
+    """Ctrl-C on `dvc repro` mid-training (SIGINT to its process group, as a terminal sends it):
+    no output of the stage is left for DVC to trust, and the next `dvc repro` continues the same
+    MLflow run from the last finished epoch, without duplicate steps."""
+    repo, env, _ = pipeline_run
+    copy = tmp_path / "project"
+    shutil.copytree(repo, copy, symlinks=True)
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    params["train"].update(epochs=6, batch_size=1)  # a few seconds per fixture epoch: time to interrupt
+    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    client = mlflow_client(copy)
+    before = {r.info.run_id for r in client.search_runs([e.experiment_id for e in client.search_experiments()])}
+    stage = "train@mnist-k3-s1"
+    process = subprocess.Popen([str(VENV_BIN / "dvc"), "repro", stage], cwd=copy, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        run_id = _wait_for_epochs(client, process, 2).info.run_id
-        process.send_signal(signal.SIGTERM)
+        run_id = _wait_for_epochs(client, process, 2, exclude=before).info.run_id
+        os.killpg(process.pid, signal.SIGINT)
         process.communicate(timeout=60)
     finally:
         _reap(process)
+    assert process.returncode != 0
     assert client.get_run(run_id).info.status == "KILLED"
     done = len(client.get_metric_history(run_id, "loss"))
     assert 2 <= done < 6
+    assert not (copy / "models" / "mnist-k3-s1.keras").exists() and not (copy / "runs" / "mnist-k3-s1.json").exists()
+    assert stage in dvc(copy, "status", stage, env=env).stdout
 
-    resumed = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = dvc(copy, "repro", stage, env=env)
     assert f"mnist-k3-s1: resuming MLflow run {run_id} after epoch {done}" in resumed.stderr
-    run = client.get_run(run_id)
-    assert run.info.status == "FINISHED"
+    assert client.get_run(run_id).info.status == "FINISHED"
     for metric in ("loss", "val_accuracy"):
         assert [m.step for m in client.get_metric_history(run_id, metric)] == [1, 2, 3, 4, 5, 6]
-    assert len((out / "h.csv").read_text().splitlines()) == 7
-    assert json.loads((out / "run.json").read_text())["run_id"] == run_id
-    assert not (repo / ".dvc" / "tmp" / "train-backup" / "mnist-k3-s1").exists()
+    assert json.loads((copy / "runs" / "mnist-k3-s1.json").read_text())["run_id"] == run_id
+    assert len((copy / "plots" / "history" / "mnist-k3-s1.csv").read_text().splitlines()) == 7
+    assert "up to date" in dvc(copy, "status", stage, env=env).stdout
+    assert not (copy / ".dvc" / "tmp" / "train-backup" / "mnist-k3-s1").exists()
