@@ -18,7 +18,7 @@ repro: setup
 	python -m pipeline.tracking init
 	dvc repro
 
-# Every stage and setting in about 15 min on a 2-core CPU: 2 epochs on 10 % of the training
+# Every stage and setting in about 18 min on a 2-core CPU: 2 epochs on 10 % of the training
 # images, a smoke run (tagged smoke_run=true in MLflow, labelled in the report). DVC records it as
 # the experiment `quick` (dvc exp show). `dvc exp run -S` writes the values into params.yaml: the
 # file is put back as it was afterwards, also after Ctrl-C.
