@@ -180,8 +180,8 @@ def test_nan_loss_ends_run_failed(pipeline_run, tmp_path):
     assert not out.exists() or list(out.iterdir()) == []
 
 
-@pytest.mark.parametrize("signum,status", [(signal.SIGTERM, "KILLED"), (signal.SIGINT, "KILLED")])
-def test_interrupted_run_ends_killed_and_writes_nothing(pipeline_run, tmp_path, signum, status):
+def test_terminated_run_ends_killed_and_writes_nothing(pipeline_run, tmp_path):
+    """SIGTERM (a scheduler or `kill`); SIGINT arrives through `dvc repro` in the test below."""
     repo, _, _ = pipeline_run
     cmd, out = _train_cmd(repo, tmp_path, _params_file(tmp_path, epochs=500))
     env = _store_env(tmp_path)
@@ -191,13 +191,13 @@ def test_interrupted_run_ends_killed_and_writes_nothing(pipeline_run, tmp_path, 
     process = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         run = _wait_for_epochs(client, process, 1)
-        process.send_signal(signum)
+        process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
     finally:
         _reap(process)
     assert process.returncode == 130, stderr
     assert stderr.splitlines()[-1].startswith("error: ")
-    assert client.get_run(run.info.run_id).info.status == status
+    assert client.get_run(run.info.run_id).info.status == "KILLED"
     assert not out.exists() or list(out.iterdir()) == []
 
 
@@ -227,7 +227,7 @@ def test_interrupted_dvc_repro_resumes_and_completes_the_stage(pipeline_run, tmp
     copy = tmp_path / "project"
     shutil.copytree(repo, copy, symlinks=True)
     params = yaml.safe_load((copy / "params.yaml").read_text())
-    params["train"].update(epochs=6, batch_size=1)  # a few seconds per fixture epoch: time to interrupt
+    params["train"].update(epochs=4, batch_size=1)  # a few seconds per fixture epoch: time to interrupt
     (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     client = mlflow_client(copy)
     before = {r.info.run_id for r in client.search_runs([e.experiment_id for e in client.search_experiments()])}
@@ -243,7 +243,7 @@ def test_interrupted_dvc_repro_resumes_and_completes_the_stage(pipeline_run, tmp
     assert process.returncode != 0
     assert client.get_run(run_id).info.status == "KILLED"
     done = len(client.get_metric_history(run_id, "loss"))
-    assert 2 <= done < 6
+    assert 2 <= done < 4
     assert not (copy / "models" / "mnist-k3-s1.keras").exists() and not (copy / "runs" / "mnist-k3-s1.json").exists()
     assert stage in dvc(copy, "status", stage, env=env).stdout
 
@@ -251,8 +251,8 @@ def test_interrupted_dvc_repro_resumes_and_completes_the_stage(pipeline_run, tmp
     assert f"mnist-k3-s1: resuming MLflow run {run_id} after epoch {done}" in resumed.stderr
     assert client.get_run(run_id).info.status == "FINISHED"
     for metric in ("loss", "val_accuracy"):
-        assert [m.step for m in client.get_metric_history(run_id, metric)] == [1, 2, 3, 4, 5, 6]
+        assert [m.step for m in client.get_metric_history(run_id, metric)] == [1, 2, 3, 4]
     assert json.loads((copy / "runs" / "mnist-k3-s1.json").read_text())["run_id"] == run_id
-    assert len((copy / "plots" / "history" / "mnist-k3-s1.csv").read_text().splitlines()) == 7
+    assert len((copy / "plots" / "history" / "mnist-k3-s1.csv").read_text().splitlines()) == 5
     assert "up to date" in dvc(copy, "status", stage, env=env).stdout
     assert not (copy / ".dvc" / "tmp" / "train-backup" / "mnist-k3-s1").exists()
