@@ -211,14 +211,17 @@ def run_options(params: Params, args, work: Path) -> list[dict]:
     from pipeline.models import build_model, compile_model
 
     rows = []
+    arrays_of: dict[str, list[np.ndarray]] = {}
     grid = itertools.product(args.datasets, args.precisions, args.jit_compile, args.batch_sizes)
     for dataset, precision, jit, batch in grid:
         name = first_setting(params, dataset)
         if name is None:
             continue
-        data = work / "data" / dataset
-        if not data.exists():
+        if dataset not in arrays_of:
+            data = work / "data" / dataset
             bench_data(args.data, dataset, args.train_samples, args.val_samples, data)
+            arrays_of[dataset] = [np.load(data / f"{k}.npy") for k in ("x_train", "y_train", "x_val", "y_val")]
+        arrays = arrays_of[dataset]
         job = train.stage_params(params, name)
         row = {"setting": name, "backend": keras.backend.backend(), "precision": precision, "jit_compile": jit,
                "batch_size": batch, "steps_per_execution": args.steps_per_execution}
@@ -228,7 +231,6 @@ def run_options(params: Params, args, work: Path) -> list[dict]:
             keras.mixed_precision.set_global_policy(precision)
             model = compile_model(build_model(name, job.setting, job.model), job.train.learning_rate,
                                   jit_compile=jit, steps_per_execution=args.steps_per_execution)
-            arrays = [np.load(data / f"{k}.npy") for k in ("x_train", "y_train", "x_val", "y_val")]
             seconds = steady(timed_fit(model, *arrays, batch, args.epochs))
             row.update(s_per_epoch=round(seconds, 3), samples_per_s=round(len(arrays[0]) / seconds, 1))
         except Exception as exc:  # one option failing (say bf16 on a card without it) is a result too

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -62,6 +68,50 @@ def train_command(repo: Path, out: Path, setting: str = "mnist-k3-s1", params: P
     data = data or repo / "data" / "prepared" / ("mnist" if setting.startswith("mnist") else "cifar10")
     return [sys.executable, "-m", "pipeline.train", setting, str(data), str(out / "m.keras"), str(out / "run.json"),
             str(out / "metrics.json"), str(out / "h.csv"), "--params", str(params or repo / "params.yaml")]
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def http_service(command: list[str], port: int, what: str, cwd: Path | None = None, timeout: float = 90):
+    """Run a server (`command`, listening on 127.0.0.1:`port`) for the block, once its /health
+    answers; stop its whole process group afterwards."""
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a chatty server never blocks on it
+        server = subprocess.Popen(command, cwd=cwd, env=project_env(), stdout=subprocess.DEVNULL, stderr=log,
+                                  text=True, start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                    break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        raise AssertionError(f"{what} did not answer {url}/health: {log.read()[-2000:]}") from None
+                    time.sleep(0.5)
+            yield url
+        finally:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+
+
+def wait_for_queue(repo: Path, env: dict[str, str], timeout: float = 600) -> str:
+    """`dvc queue status` once nothing is Queued or Running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = dvc(repo, "queue", "status", env=env).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        time.sleep(2)
+    raise AssertionError(f"the queue did not finish in {timeout} s:\n{status}")
 
 
 def tiny_params() -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import http.server
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ import pytest
 from pipeline import download as dl
 from pipeline.download import DownloadError, download
 from pipeline.errors import redact
-from tests.conftest import REPO, project_env
+from tests.conftest import REPO, free_port, project_env
 from tests.datasets import sha256
 
 
@@ -105,9 +104,7 @@ def test_manifest_without_entry(tmp_path, own_mirror):
 
 
 def test_unreachable_host_after_retries(tmp_path, own_mirror, monkeypatch):
-    with socket.socket() as sock:  # a port with nobody listening
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     monkeypatch.setattr(dl, "RETRIES", 1)
     monkeypatch.setattr(dl, "ARCHIVES", {**dl.ARCHIVES, "mnist": dl.Archive(
         "mnist.npz", f"http://127.0.0.1:{port}/mnist.npz", "sha256:" + "0" * 64)})

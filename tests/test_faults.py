@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.outputs import atomic_file, write_json
-from tests.conftest import REPO, project_env, train_command
+from tests.conftest import REPO, free_port, project_env, train_command
 
 
 def _train(repo, tmp_path, env):
@@ -23,29 +22,22 @@ def _train(repo, tmp_path, env):
     return result, time.monotonic() - started, out
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_tracking_server_down_fails_fast_naming_the_uri(pipeline_run, tmp_path):
-    repo, _, _ = pipeline_run
-    uri = f"http://127.0.0.1:{_closed_port()}"
-    result, seconds, out = _train(repo, tmp_path, project_env(MLFLOW_TRACKING_URI=uri))
-    assert result.returncode == 1
-    assert result.stderr.startswith(f"error: tracking server {uri} is unreachable (")
-    assert result.stderr.count("\n") == 1 and seconds < 30 and not out.exists()
-
-
-def test_unwritable_sqlite_store_fails_fast_naming_the_uri(pipeline_run, tmp_path):
-    repo, _, _ = pipeline_run
+def _unwritable_sqlite(tmp_path) -> str:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the store's directory should be")
-    uri = f"sqlite:///{blocker / 'mlflow.db'}"
+    return f"sqlite:///{blocker / 'mlflow.db'}"
+
+
+@pytest.mark.parametrize("make_uri,problem", [
+    (lambda tmp_path: f"http://127.0.0.1:{free_port()}", "tracking server {uri} is unreachable ("),
+    (_unwritable_sqlite, "tracking store {uri} is not writable ("),
+], ids=["server-down", "sqlite-unwritable"])
+def test_unavailable_store_fails_fast_naming_the_uri(pipeline_run, tmp_path, make_uri, problem):
+    repo, _, _ = pipeline_run
+    uri = make_uri(tmp_path)
     result, seconds, out = _train(repo, tmp_path, project_env(MLFLOW_TRACKING_URI=uri))
     assert result.returncode == 1
-    assert result.stderr.startswith(f"error: tracking store {uri} is not writable (")
+    assert result.stderr.startswith("error: " + problem.format(uri=uri))
     assert result.stderr.count("\n") == 1 and seconds < 30 and not out.exists()
 
 

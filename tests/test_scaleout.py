@@ -4,31 +4,16 @@ remote, tf.distribute. Each drives the real programs on fixture data."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import yaml
 
-from tests.conftest import VENV_BIN, copy_project, dvc, project_env, run, tiny_params, train_command
+from tests.conftest import (VENV_BIN, copy_project, dvc, free_port, http_service, project_env, run, tiny_params,
+                            train_command, wait_for_queue)
 
 QUEUED = ("mnist-k3-s1", "mnist-k3-s1-l2")
-
-
-def _finished_queue(repo, env, timeout: float = 600) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = dvc(repo, "queue", "status", env=env).stdout
-        if not any(word in status for word in ("Queued", "Running")):
-            return status
-        time.sleep(2)
-    raise AssertionError(f"the queue did not finish:\n{status}")
 
 
 def test_queued_sweep_with_two_workers_logs_every_run_to_one_store(mirror, tmp_path):
@@ -44,7 +29,7 @@ def test_queued_sweep_with_two_workers_logs_every_run_to_one_store(mirror, tmp_p
     for name in QUEUED:
         dvc(repo, "exp", "run", "--queue", "-n", f"q-{name}", f"train@{name}", env=env)
     dvc(repo, "queue", "start", "--jobs", "2", env=env)
-    status = _finished_queue(repo, env)
+    status = wait_for_queue(repo, env)
     assert status.count("Success") == 2, status + dvc(repo, "queue", "logs", f"q-{QUEUED[0]}", env=env, check=False).stdout
 
     from tests.conftest import mlflow_client
@@ -61,36 +46,12 @@ def test_queued_sweep_with_two_workers_logs_every_run_to_one_store(mirror, tmp_p
     assert "Running stage" not in result.stdout and (repo / "models" / f"{QUEUED[0]}.keras").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, server, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"mlflow server exited: {server.communicate()[1][-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError("mlflow server did not answer /health")
-
-
 def test_training_logs_to_a_tracking_server(pipeline_run, tmp_path):
     repo, _, _ = pipeline_run
-    url = f"http://127.0.0.1:{_free_port()}"
-    server = subprocess.Popen(
-        [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1],
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        _wait_healthy(url, server)
+    port = free_port()
+    with http_service([str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                       "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                       "--artifacts-destination", str(tmp_path / "server-artifacts")], port, "mlflow server") as url:
         out = tmp_path / "out"
         result = run(train_command(repo, out), repo, env=project_env(MLFLOW_TRACKING_URI=url), check=False)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -110,9 +71,6 @@ def test_training_logs_to_a_tracking_server(pipeline_run, tmp_path):
         assert "MLmodel" in files
         # artifacts went through the server into its own artifact root, not the project's
         assert list((tmp_path / "server-artifacts").rglob("MLmodel"))
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.communicate(timeout=30)
 
 
 def test_results_travel_through_a_dvc_remote(pipeline_run, tmp_path):

@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
-from tests.conftest import REPO, mlflow_client, project_env, runs_by_setting
+from tests.conftest import REPO, free_port, http_service, mlflow_client, runs_by_setting
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", shutil.which("chromedriver")
 SHOTS = REPO / "test-artifacts" / "ui"
@@ -31,27 +26,10 @@ def ui(pipeline_run):
         message = "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
         pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
     repo, _, _ = pipeline_run
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "pipeline.tracking", "ui", "--port", str(port)], cwd=repo,
-                              env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + PATIENCE
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the UI did not start: {server.stderr.read()[-2000:] if server.poll() is not None else 'timeout'}")
-                time.sleep(0.5)
+    port = free_port()
+    with http_service([sys.executable, "-m", "pipeline.tracking", "ui", "--port", str(port)], port, "the UI",
+                      cwd=repo, timeout=PATIENCE) as url:
         yield repo, url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.communicate(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 from markdown_it import MarkdownIt
 
-from tests.conftest import REPO, VENV_BIN, project_env, run, tiny_params
+from tests.conftest import REPO, VENV_BIN, project_env, run, tiny_params, wait_for_queue
 from tests.datasets import write_mirror
 
 MARKER = re.compile(r"<!--\s*walkthrough(?::\s*(.*?))?\s*-->")
@@ -58,17 +58,6 @@ def edit_params(clone: Path, note: str) -> None:
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def wait_for_queue(clone: Path, env: dict[str, str], timeout: float = 1800) -> str:
-    deadline = time.monotonic() + timeout
-    status = ""
-    while time.monotonic() < deadline:
-        status = run([str(VENV_BIN / "dvc"), "queue", "status"], clone, env=env, check=False).stdout
-        if not any(word in status for word in ("Queued", "Running")):
-            break
-        time.sleep(5)
-    return status
-
-
 def main() -> int:
     blocks = walkthrough_blocks((REPO / "README.md").read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="walkthrough-") as tmp:
@@ -93,7 +82,7 @@ def main() -> int:
             print("\n".join(output[-15:]), flush=True)
             if result.returncode != 0:
                 return 1
-        print("--- the queue, once drained:\n" + wait_for_queue(clone, project_env()))
+        print("--- the queue, once drained:\n" + wait_for_queue(clone, project_env(), timeout=1800))
     return 0
 
 
