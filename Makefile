@@ -1,4 +1,4 @@
-# `make repro` runs the pipeline, `make test` the test suite; both create .venv first if needed.
+# `make repro` runs the pipeline, `make test` the linter and the test suite; both create .venv first if needed.
 VENV := .venv
 PYTHON ?= python3
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -30,6 +30,7 @@ quick: setup
 	  dvc exp run --force -n quick -S train.epochs=2 -S train.subset=0.1
 
 test: setup
+	ruff check .
 	python -m pytest
 
 # The project's tracking store (see pipeline/tracking.py), on http://127.0.0.1:5000

@@ -3,7 +3,7 @@
 Trains one setting twice with each value of train.deterministic on the prepared data of the
 project (run `dvc repro preprocess@mnist` first) and prints s/epoch and the final metrics.
 
-    python bench/determinism.py [--setting mnist-k5-s3] [--epochs 2]
+    python -m bench.determinism [--setting mnist-k5-s3] [--epochs 2]
 """
 
 from __future__ import annotations

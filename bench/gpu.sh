@@ -9,9 +9,9 @@ mkdir -p "$out"
 # several processes share one GPU: each takes memory as it needs it (TensorFlow / JAX)
 export TF_FORCE_GPU_ALLOW_GROWTH=true XLA_PYTHON_CLIENT_PREALLOCATE=false
 python=${PYTHON:-python}
-"$python" -m pipeline.bench --options --train-samples 0 --val-samples 0 --epochs 3 \
+"$python" -m bench.options --train-samples 0 --val-samples 0 --epochs 3 \
   --precisions float32 mixed_float16 mixed_bfloat16 --jit-compile ${JIT:-false true} --batch-sizes 128 512 \
   --json "$out/options.json"
-"$python" -m pipeline.bench --options --train-samples 0 --val-samples 0 --epochs 3 \
+"$python" -m bench.options --train-samples 0 --val-samples 0 --epochs 3 \
   --precisions ${SHARED_PRECISION:-mixed_bfloat16} --jit-compile true --batch-sizes 128 --jobs ${JOBS:-4} \
   --json "$out/side-by-side.json"

@@ -9,26 +9,19 @@ the file, the key path and the problem; :func:`pipeline.cli.run` prints it witho
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BeforeValidator, ConfigDict, Field, Strict, ValidationError
 from pydantic.dataclasses import dataclass
 
-from pipeline.errors import PipelineError
+from pipeline.architecture import feature_map_sizes, layer_plan
+from pipeline.params_file import ParamsError, describe, read_yaml, top_level_problem
 
-DATASETS = ("mnist", "cifar10")
-INPUT_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 1)}
 SWEEPABLE = ("kernel", "strides", "l2")
-REPORT_EPOCHS = 50  # the seed report trains every setting this long (reports/seed_results.yaml)
-CLASS_NAMES = {
-    "mnist": [str(digit) for digit in range(10)],
-    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
-}
+REPORT_EPOCHS = 50  # the homework trains every setting this long (reports/homework_results.yaml)
 
 # forbid: a typo is an unknown key. Strict() on each value: no silent coercion of "3" to 3 or
 # of true to 1 (strict on the whole config would also refuse plain dicts for nested sections).
@@ -37,15 +30,6 @@ _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 PositiveInt = Annotated[int, Strict(), Field(gt=0)]
 Seed = Annotated[int, Strict(), Field(ge=0)]
 Fraction = Annotated[float, Strict(), Field(ge=0.0, lt=1.0)]
-
-
-class ParamsError(PipelineError):
-    """A problem in params.yaml, located by its key path."""
-
-    def __init__(self, path: Path | str, key: str, problem: str):
-        where = f"{path}: {key}" if key else str(path)
-        super().__init__(f"{where}: {problem}")
-        self.key = key
 
 
 @dataclass(config=_STRICT)
@@ -70,8 +54,12 @@ class TrainConfig:
 
     @property
     def smoke_run(self) -> bool:
-        """Fewer epochs or images than the report's: numbers that only show the pipeline works."""
-        return self.epochs < REPORT_EPOCHS or self.subset < 1.0
+        return is_smoke_run(self.epochs, self.subset)
+
+
+def is_smoke_run(epochs: int, subset: float) -> bool:
+    """Fewer epochs or images than the homework's: numbers that only show the pipeline works."""
+    return epochs < REPORT_EPOCHS or subset < 1.0
 
 
 @dataclass(config=_STRICT)
@@ -109,7 +97,7 @@ def _image_pair(value: Any) -> Any:
     raise ValueError("expected auto or two test-set indices [i, j] (integers >= 0)")
 
 
-ImagePair = Annotated[Union[Literal["auto"], tuple[int, int]], BeforeValidator(_image_pair)]
+ImagePair = Annotated[Literal["auto"] | tuple[int, int], BeforeValidator(_image_pair)]
 
 
 @dataclass(config=_STRICT)
@@ -134,46 +122,16 @@ class Params:
     plot: PlotConfig
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """YAML loader that rejects duplicate keys and reads `1e-3` as a float (YAML 1.2 style)."""
+def load_params(path: Path | str = "params.yaml", setting: str | None = None) -> Params:
+    """Read and fully validate params.yaml; raise ParamsError with a one-line message.
 
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
-    list("-+0123456789."),
-)
-# The float resolver above also matches plain integers; put int back in front for those.
-for _first, _resolvers in _StrictLoader.yaml_implicit_resolvers.items():
-    _resolvers.sort(key=lambda r: r[0] != "tag:yaml.org,2002:int")
-
-
-def load_params(path: Path | str = "params.yaml") -> Params:
-    """Read and fully validate params.yaml; raise ParamsError with a one-line message."""
+    `setting`: the setting a stage was asked to run, which must exist.
+    """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ParamsError(path, "", f"cannot read the file ({exc.strerror})") from None
-    try:
-        raw = yaml.load(text, Loader=_StrictLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ParamsError(path, "", f"{line}invalid YAML ({problem})") from None
-    return parse_params(raw, path)
+    params = parse_params(read_yaml(path), path)
+    if setting is not None and setting not in params.settings:
+        raise ParamsError(path, f"settings.{setting}", f"no such setting (known: {', '.join(params.settings)})")
+    return params
 
 
 def parse_params(raw: Any, path: Path | str = "params.yaml") -> Params:
@@ -182,52 +140,12 @@ def parse_params(raw: Any, path: Path | str = "params.yaml") -> Params:
     try:
         params = Params(**raw)
     except ValidationError as exc:
-        raise ParamsError(path, *_describe(exc.errors()[0], raw)) from None
+        raise ParamsError(path, *describe(exc.errors()[0], raw)) from None
     except TypeError as exc:
         # Params(**raw) itself rejects unknown/missing top-level sections before pydantic runs.
-        raise ParamsError(path, "", _top_level_problem(raw)) from exc
+        raise ParamsError(path, "", top_level_problem(raw, [f.name for f in fields(Params)])) from exc
     _check_settings(params, path)
     return params
-
-
-def _top_level_problem(raw: dict) -> str:
-    expected = [f.name for f in fields(Params)]
-    unknown = [k for k in raw if k not in expected]
-    if unknown:
-        return f"unknown section {unknown[0]!r} (expected: {', '.join(expected)})"
-    missing = [k for k in expected if k not in raw]
-    return f"missing section {missing[0]!r}"
-
-
-def _describe(error: dict, raw: dict) -> tuple[str, str]:
-    loc = [str(part) for part in error["loc"]]
-    # pydantic reports tuple items by index and dataclass args under the class name.
-    key = ".".join(loc)
-    kind = error["type"]
-    if kind == "unexpected_keyword_argument" or kind == "extra_forbidden":
-        return key, "unknown key"
-    if kind == "missing" and loc[-1].isdigit():
-        return ".".join(loc[:-1]), f"too few values: item {loc[-1]} is missing"
-    if kind == "missing" or kind == "missing_keyword_argument":
-        return key, "missing key"
-    value = _lookup(raw, loc)
-    shown = f" (got {value!r})" if value is not _MISSING else ""
-    return key, f"{error['msg']}{shown}"
-
-
-_MISSING = object()
-
-
-def _lookup(raw: Any, loc: list[str]) -> Any:
-    node = raw
-    for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return _MISSING
-    return node
 
 
 _SETTING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -242,7 +160,7 @@ def _check_settings(params: Params, path: Path | str) -> None:
             raise ParamsError(path, key, "a setting name may hold only letters, digits, '.', '_' and '-'")
         if len(set(setting.sweeps)) != len(setting.sweeps):
             raise ParamsError(path, f"{key}.sweeps", "lists a sweep twice")
-        problem = architecture_problem(setting)
+        problem = architecture_problem(setting, getattr(params.models, setting.dataset))
         if problem:
             raise ParamsError(path, key, problem)
     _check_sweeps(params, path)
@@ -272,35 +190,8 @@ def sweep_members(settings: dict[str, Setting]) -> dict[tuple[str, str], list[tu
     return members
 
 
-def conv_output_size(size: int, strides: int) -> int:
-    """Spatial size after a 'same'-padded convolution (Keras: ceil(size / strides))."""
-    return math.ceil(size / strides)
-
-
-def feature_map_sizes(setting: Setting) -> list[tuple[str, int]]:
-    """(layer, spatial size) along the model, from shape arithmetic alone (no TensorFlow).
-
-    Mirrors pipeline.models; tests compare it against the built Keras models.
-    """
-    size = INPUT_SHAPES[setting.dataset][0]
-    sizes = []
-    if setting.dataset == "mnist":
-        plan = [("conv2d_1", setting.strides), ("max_pooling2d_1", None), ("conv2d_2", setting.strides)]
-    else:
-        plan = []
-        for block in range(3):
-            for conv in range(2):
-                index = 2 * block + conv + 1
-                plan.append((f"conv2d_{index}", setting.strides if block == 0 else 1))
-            plan.append((f"max_pooling2d_{block + 1}", None))
-    for layer, strides in plan:
-        size = size // 2 if strides is None else conv_output_size(size, strides)
-        sizes.append((layer, size))
-    return sizes
-
-
-def architecture_problem(setting: Setting) -> str | None:
-    for layer, size in feature_map_sizes(setting):
+def architecture_problem(setting: Setting, model_config: MnistModelConfig | Cifar10ModelConfig) -> str | None:
+    for layer, size in feature_map_sizes(setting.dataset, layer_plan(setting, model_config)):
         if size < 1:
             return (
                 f"kernel {setting.kernel} with strides {setting.strides} shrinks the feature map "

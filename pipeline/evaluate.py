@@ -11,23 +11,31 @@ import argparse
 import csv
 import io
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline import cli
-from pipeline.config import CLASS_NAMES, Params, load_params
+from pipeline.config import Params, load_params
+from pipeline.datasets import CLASS_NAMES
 from pipeline.outputs import atomic_file, write_json, write_text
 
 
-def stage_params(params: Params, name: str) -> str:
-    """The part of params.yaml this stage reads (dvc.yaml declares the same keys): the dataset."""
-    return params.settings[name].dataset
+@dataclass(frozen=True)
+class EvaluateJob:
+    dataset: str
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int = 10) -> np.ndarray:
+def stage_params(params: Params, name: str) -> EvaluateJob:
+    """The part of params.yaml this stage reads (dvc.yaml declares the same keys)."""
+    return EvaluateJob(params.settings[name].dataset)
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> np.ndarray:
     """Rows: true class; columns: predicted class."""
-    return np.bincount(y_true.astype(int) * classes + y_pred.astype(int), minlength=classes * classes).reshape(classes, classes)
+    pairs = y_true.astype(int) * classes + y_pred.astype(int)
+    return np.bincount(pairs, minlength=classes * classes).reshape(classes, classes)
 
 
 def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
@@ -76,12 +84,14 @@ def main(argv=None) -> None:
     parser.add_argument("predictions", type=Path, help=".npy of test-set class probabilities (written)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    names = CLASS_NAMES[stage_params(load_params(args.params), args.setting)]
+    job = stage_params(load_params(args.params, setting=args.setting), args.setting)
+    names = CLASS_NAMES[job.dataset]
 
     from pipeline import tracking
 
-    root = tracking.project_root()
-    with tracking.resumed_run(args.run, root) as _:
+    tracking.connect(tracking.project_root())
+    run_id = tracking.run_id_of(args.run)
+    with tracking.run_outcome(run_id, ends_run=False):
         import keras
         import mlflow
 
@@ -89,7 +99,8 @@ def main(argv=None) -> None:
         x_test = np.load(args.data / "x_test.npy", mmap_mode="r")
         y_test = np.load(args.data / "y_test.npy")
         probabilities = model.predict(np.asarray(x_test), batch_size=512, verbose=0)
-        loss, _ = model.evaluate(np.asarray(x_test), keras.utils.to_categorical(y_test, 10), batch_size=512, verbose=0)
+        loss = model.evaluate(np.asarray(x_test), keras.utils.to_categorical(y_test, len(names)), batch_size=512,
+                              verbose=0, return_dict=True)["loss"]
         results = evaluation(probabilities, y_test, loss, names)
 
         with atomic_file(args.predictions) as tmp:
@@ -98,9 +109,10 @@ def main(argv=None) -> None:
         write_text(args.confusion, confusion_csv(y_test, probabilities.argmax(axis=1), names))
         write_json(args.metrics, results)
         mlflow.log_metrics({"test_loss": results["test_loss"], "test_accuracy": results["test_accuracy"],
-                            **{f"test_accuracy_{n}": v for n, v in results["per_class_accuracy"].items()}})
-        mlflow.log_dict(results, "evaluation/test_metrics.json")
-        mlflow.log_artifact(str(args.confusion), "evaluation")
+                            **{f"test_accuracy_{n}": v for n, v in results["per_class_accuracy"].items()}},
+                           run_id=run_id)
+        mlflow.log_dict(results, "evaluation/test_metrics.json", run_id=run_id)
+        mlflow.log_artifact(str(args.confusion), "evaluation", run_id=run_id)
     print(f"{args.setting}: test_accuracy {results['test_accuracy']:.4f}, test_loss {results['test_loss']:.4f}",
           file=sys.stderr)
 

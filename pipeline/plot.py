@@ -10,7 +10,6 @@ confusion.png        confusion matrix and the most confused class pairs (report 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from dataclasses import dataclass
@@ -21,10 +20,20 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from pipeline import cli
-from pipeline.config import CLASS_NAMES, ImagePair, Params, ParamsError, load_params
+from pipeline.config import ImagePair, Params, ParamsError, load_params
+from pipeline.datasets import CLASS_NAMES
+from pipeline.evaluate import confusion_matrix
+from pipeline.history import read_history
 from pipeline.outputs import atomic_dir
 
-FIGURES = ("learning_curves", "examples", "feature_maps", "weights", "confusion")
+# file name (reports/figures/<setting>/<name>.png) -> caption; the report shows them in this order
+FIGURES = {
+    "learning_curves": "Learning curves",
+    "examples": "Correctly and wrongly classified test images",
+    "feature_maps": "Feature maps",
+    "weights": "Weight and bias histograms",
+    "confusion": "Confusion matrix",
+}
 
 
 @dataclass(frozen=True)
@@ -40,12 +49,6 @@ def stage_params(params: Params, name: str) -> PlotJob:
     dataset = params.settings[name].dataset
     return PlotJob(dataset, params.plot.examples, params.plot.feature_map_channels,
                    getattr(params.plot.feature_map_images, dataset))
-
-
-def read_history(path: Path) -> dict[str, np.ndarray]:
-    with path.open(encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return {key: np.array([float(row[key]) for row in rows]) for key in rows[0]}
 
 
 def pick_examples(probabilities: np.ndarray, y_true: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +74,9 @@ def pick_feature_map_pair(probabilities: np.ndarray, y_true: np.ndarray) -> tupl
             return mistake, int(same[np.argmax(confidence[same])])
     order = np.argsort(-confidence, kind="stable")
     first = int(order[0])
-    other = next(int(i) for i in order if y_true[i] != y_true[first]) if len(set(y_true.tolist())) > 1 else int(order[1])
+    if len(set(y_true.tolist())) == 1:
+        return first, int(order[1])
+    other = next(int(i) for i in order if y_true[i] != y_true[first])
     return first, other
 
 
@@ -196,7 +201,7 @@ def main(argv=None) -> None:
     parser.add_argument("out", type=Path, help="directory for the PNGs (written)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    job = stage_params(load_params(args.params), args.setting)
+    job = stage_params(load_params(args.params, setting=args.setting), args.setting)
     names = CLASS_NAMES[job.dataset]
     title = args.setting
 
@@ -206,21 +211,20 @@ def main(argv=None) -> None:
     pair = feature_map_images(job, probabilities, y_test, args.params)
 
     from pipeline import tracking
-    from pipeline.evaluate import confusion_matrix
 
-    with tracking.resumed_run(args.run, tracking.project_root()):
+    tracking.connect(tracking.project_root())
+    run_id = tracking.run_id_of(args.run)
+    with tracking.run_outcome(run_id, ends_run=False):
         import keras
         import mlflow
 
-        from pipeline.models import conv_layer_names
+        from pipeline.models import conv_layer_names, weighted_layers
 
         model = keras.models.load_model(args.model)
         conv_names = conv_layer_names(model)
         probe = keras.Model(model.inputs, [model.get_layer(name).output for name in conv_names])
         images = np.asarray(x_test[list(pair)])
         activations = probe.predict(images, verbose=0)
-        weighted = [(layer.name, *layer.get_weights())
-                    for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
         correct, wrong = pick_examples(probabilities, y_test, job.examples)
         pairs = json.loads(args.evaluation.read_text(encoding="utf-8"))["most_confused"]
         figures = {
@@ -229,13 +233,14 @@ def main(argv=None) -> None:
             "feature_maps": feature_maps_figure(
                 images, activations, conv_names,
                 [_caption(names, y_test, probabilities, i) for i in pair], job.channels, title),
-            "weights": weights_figure(weighted, title),
-            "confusion": confusion_figure(confusion_matrix(y_test, probabilities.argmax(axis=1)), names, pairs, title),
+            "weights": weights_figure(weighted_layers(model), title),
+            "confusion": confusion_figure(confusion_matrix(y_test, probabilities.argmax(axis=1), len(names)), names,
+                                          pairs, title),
         }
         with atomic_dir(args.out) as tmp:
-            for name, figure in figures.items():
-                figure.savefig(tmp / f"{name}.png", dpi=110)
-        mlflow.log_artifacts(str(args.out), "figures")
+            for name in FIGURES:
+                figures[name].savefig(tmp / f"{name}.png", dpi=110)
+        mlflow.log_artifacts(str(args.out), "figures", run_id=run_id)
     print(f"{args.setting}: {len(figures)} figures -> {args.out}", file=sys.stderr)
 
 

@@ -13,18 +13,18 @@ import functools
 import pickle
 import sys
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline import cli
 from pipeline.config import Params, PreprocessConfig, load_params
+from pipeline.datasets import CLASS_NAMES, num_classes
 from pipeline.download import CIFAR_DIR
 from pipeline.outputs import atomic_dir, write_json
 
-NUM_CLASSES = 10
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, as in the report (2-5)
-SPLITS = ("train", "val", "test")
 
 
 def load_mnist(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -113,46 +113,52 @@ def prepare(
     return splits, normalization
 
 
-def summarize(splits: dict[str, tuple[np.ndarray, np.ndarray]], normalization: dict) -> dict:
+def summarize(splits: dict[str, tuple[np.ndarray, np.ndarray]], normalization: dict, classes: int) -> dict:
     summary = {"normalization": normalization["method"]}
     for name, (x, y) in splits.items():
         summary[name] = {
             "shape": list(x.shape),
             "mean": round(float(x.mean(dtype=np.float64)), 6),
             "std": round(float(x.std(dtype=np.float64)), 6),
-            "class_counts": np.bincount(y, minlength=NUM_CLASSES).tolist(),
+            "class_counts": np.bincount(y, minlength=classes).tolist(),
         }
     return summary
 
 
-def stage_params(params: Params, dataset: str) -> PreprocessConfig:
+@dataclass(frozen=True)
+class PreprocessJob:
+    dataset: str
+    config: PreprocessConfig
+
+
+def stage_params(params: Params, dataset: str) -> PreprocessJob:
     """The part of params.yaml this stage reads (dvc.yaml declares the same keys)."""
-    return params.preprocess
+    return PreprocessJob(dataset, params.preprocess)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.preprocess", description=__doc__)
-    parser.add_argument("dataset", choices=("mnist", "cifar10"))
+    parser.add_argument("dataset", choices=sorted(CLASS_NAMES))
     parser.add_argument("raw", type=Path, help="the archive written by the download stage")
     parser.add_argument("out", type=Path, help="directory for the prepared arrays")
     parser.add_argument("summary", type=Path, help="JSON summary (a DVC metric)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    config = stage_params(load_params(args.params), args.dataset)
+    job = stage_params(load_params(args.params), args.dataset)
 
-    if args.dataset == "mnist":
+    if job.dataset == "mnist":
         x_train, y_train, x_test, y_test = load_mnist(args.raw)
     else:
         x_train, y_train, x_test, y_test = load_cifar10(args.raw)
         x_train, x_test = to_gray(x_train), to_gray(x_test)
-    splits, normalization = prepare(x_train, y_train, x_test, y_test, config)
+    splits, normalization = prepare(x_train, y_train, x_test, y_test, job.config)
 
     with atomic_dir(args.out) as tmp:
         for name, (x, y) in splits.items():
             np.save(tmp / f"x_{name}.npy", x)
             np.save(tmp / f"y_{name}.npy", y)
         write_json(tmp / "normalization.json", normalization)
-    write_json(args.summary, summarize(splits, normalization))
+    write_json(args.summary, summarize(splits, normalization, num_classes(job.dataset)))
     shapes = ", ".join(f"{name} {x.shape[0]}" for name, (x, _) in splits.items())
     print(f"{args.dataset}: {shapes} -> {args.out}", file=sys.stderr)
 

@@ -94,38 +94,64 @@ def connect(root: Path) -> str:
     return uri
 
 
-@contextlib.contextmanager
-def resumed_run(run_file: Path, root: Path):
-    """Reopen the training run named in a train stage's run file, to add results to it.
+def run_id_of(run_file: Path) -> str:
+    """The MLflow run a train stage wrote into its run file (evaluate and plot add to it)."""
+    return json.loads(Path(run_file).read_text(encoding="utf-8"))["run_id"]
 
-    The run ends FINISHED when the block succeeds, KILLED on an interruption, FAILED otherwise.
+
+def failure_of(exc: BaseException) -> tuple[str, str]:
+    """(status, reason) of a run that ended with `exc`."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "KILLED", "terminated (SIGTERM)" if isinstance(exc, cli.Terminated) else "interrupted (Ctrl-C)"
+    if isinstance(exc, PipelineError):
+        return "FAILED", str(exc)
+    return "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+@contextlib.contextmanager
+def run_outcome(run_id: str, ends_run: bool = True):
+    """Record on the MLflow run `run_id` how the block ended; every stage that logs uses this.
+
+    ends_run: the stage started the run (train, report), which ends FINISHED, or KILLED / FAILED
+    with a `failure_reason` tag. Otherwise (evaluate and plot add results to a finished training
+    run) its status and end time stay as training left them, and a failure shows only as the tag.
+    Success removes a `failure_reason` left by an earlier attempt (a resumed training, say).
     """
     import mlflow
 
-    run_id = json.loads(Path(run_file).read_text(encoding="utf-8"))["run_id"]
-    connect(root)
-    run = mlflow.start_run(run_id=run_id)
-    status = "FAILED"
+    client = mlflow.MlflowClient()
     try:
-        yield run
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
+        yield
+    except BaseException as exc:
+        status, reason = failure_of(exc)
+        client.set_tag(run_id, "failure_reason", reason)
+        if ends_run:
+            _end(client, run_id, status)
         raise
-    finally:
-        mlflow.end_run(status)
+    if "failure_reason" in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, "failure_reason")
+    if ends_run:
+        _end(client, run_id, "FINISHED")
+
+
+def _end(client, run_id: str, status: str) -> None:
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        mlflow.end_run(status)  # also pops it, so that MLflow's exit hook does not end it again
+    else:
+        client.set_terminated(run_id, status)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.tracking", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("init", "ui", "uri"))
+    parser.add_argument("command", choices=("init", "ui"))
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args(argv)
     root = project_root()
-    if args.command == "uri":
-        print(tracking_uri(root))
-    elif args.command == "init":
+    if args.command == "init":
         print(f"tracking store ready: {connect(root)}", file=sys.stderr)
     else:
         connect(root)

@@ -1,126 +1,13 @@
-"""Shared fixtures: a tiny dataset mirror and one pipeline run on it, shared by the session."""
+"""Session fixtures: a tiny dataset mirror and one pipeline run on it, shared by every test."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.datasets import write_mirror
-
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
-# What a user's checkout holds; data, caches and the tracking store are not copied.
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "pipeline", "reports/seed_results.yaml", ".gitignore", ".dvc/config", ".dvc/.gitignore",
-                 ".dvcignore", "mlruns/.gitkeep")
-
-
-def project_env(**extra: str) -> dict[str, str]:
-    """The environment a stage runs in: the venv first on PATH (DVC spawns `python`)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "PIPELINE_"))}
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(extra)
-    return env
-
-
-def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True, timeout: int = 900):
-    result = subprocess.run(cmd, cwd=cwd, env=env or project_env(), capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def copy_project(dest: Path, params: dict | None = None) -> Path:
-    """A fresh git+DVC checkout of the project's pipeline files in `dest`."""
-    for name in PROJECT_FILES:
-        src, dst = REPO / name, dest / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
-    if params is not None:
-        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], dest)
-    run(["git", "add", "-A"], dest)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dest)
-    return dest
-
-
-def dvc(repo: Path, *args: str, env: dict[str, str] | None = None, check: bool = True):
-    return run([str(VENV_BIN / "dvc"), *args], repo, env=env, check=check)
-
-
-def train_command(repo: Path, out: Path, setting: str = "mnist-k3-s1", params: Path | None = None,
-                  data: Path | None = None) -> list[str]:
-    """The train stage's command for one setting of the project in `repo`, writing under `out`."""
-    data = data or repo / "data" / "prepared" / ("mnist" if setting.startswith("mnist") else "cifar10")
-    return [sys.executable, "-m", "pipeline.train", setting, str(data), str(out / "m.keras"), str(out / "run.json"),
-            str(out / "metrics.json"), str(out / "h.csv"), "--params", str(params or repo / "params.yaml")]
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def http_service(command: list[str], port: int, what: str, cwd: Path | None = None, timeout: float = 90):
-    """Run a server (`command`, listening on 127.0.0.1:`port`) for the block, once its /health
-    answers; stop its whole process group afterwards."""
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a chatty server never blocks on it
-        server = subprocess.Popen(command, cwd=cwd, env=project_env(), stdout=subprocess.DEVNULL, stderr=log,
-                                  text=True, start_new_session=True)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    urllib.request.urlopen(f"{url}/health", timeout=2).close()
-                    break
-                except OSError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        log.seek(0)
-                        raise AssertionError(f"{what} did not answer {url}/health: {log.read()[-2000:]}") from None
-                    time.sleep(0.5)
-            yield url
-        finally:
-            if server.poll() is None:
-                os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
-
-
-def wait_for_queue(repo: Path, env: dict[str, str], timeout: float = 600) -> str:
-    """`dvc queue status` once nothing is Queued or Running."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = dvc(repo, "queue", "status", env=env).stdout
-        if not any(word in status for word in ("Queued", "Running")):
-            return status
-        time.sleep(2)
-    raise AssertionError(f"the queue did not finish in {timeout} s:\n{status}")
-
-
-def tiny_params() -> dict:
-    """The shipped params.yaml cut down to a few settings and epochs, for fixture data."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["train"].update(epochs=2, batch_size=32)
-    keep = ("mnist-k3-s1", "mnist-k3-s1-l2", "cifar10-k3-s1")
-    params["settings"] = {name: params["settings"][name] for name in keep}
-    return params
+from tests.helpers import copy_project, dvc, project_env, tiny_params
 
 
 @pytest.fixture(scope="session")
@@ -135,16 +22,3 @@ def pipeline_run(tmp_path_factory, mirror):
     env = project_env(PIPELINE_DATA_MIRROR=str(mirror))
     result = dvc(repo, "repro", env=env)
     return repo, env, result
-
-
-def mlflow_client(repo: Path):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}")
-
-
-def runs_by_setting(repo: Path) -> dict[str, object]:
-    client = mlflow_client(repo)
-    experiments = client.search_experiments()
-    runs = client.search_runs([e.experiment_id for e in experiments])
-    return {run.data.tags["setting"]: run for run in runs if "setting" in run.data.tags}

@@ -14,8 +14,8 @@ import pytest
 from pipeline import download as dl
 from pipeline.download import DownloadError, download
 from pipeline.errors import redact
-from tests.conftest import REPO, free_port, project_env
 from tests.datasets import sha256
+from tests.helpers import REPO, free_port, project_env
 
 
 def _files(directory):

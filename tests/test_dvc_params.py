@@ -16,7 +16,7 @@ from dvc.dependency.param import ParamsDependency
 from dvc.repo import Repo
 
 from pipeline.config import key_paths, load_params
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 class Recorder:
@@ -85,5 +85,5 @@ def test_stage_declares_every_key_it_reads(name, declared):
 def test_recorder_catches_an_undeclared_read():
     params = load_params(REPO / "params.yaml")
     seen: set[str] = set()
-    Recorder(params, "", seen).settings["mnist-k3-s1"].kernel
+    _ = Recorder(params, "", seen).settings["mnist-k3-s1"].kernel
     assert _leaf_paths(params, seen) == {"settings.mnist-k3-s1.kernel"}

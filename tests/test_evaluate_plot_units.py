@@ -8,7 +8,8 @@ import pytest
 from pipeline.config import ParamsError, Setting
 from pipeline.evaluate import confused_pairs, confusion_matrix, evaluation, per_class_accuracy
 from pipeline.plot import PlotJob, feature_map_images, pick_examples, pick_feature_map_pair
-from pipeline.report import embed_images, sweep_label
+from pipeline.report import embed_images
+from pipeline.report_build import sweep_label
 
 NAMES = ["a", "b", "c"]
 
@@ -64,9 +65,9 @@ def test_sweep_labels_follow_the_report():
 
 def test_embed_images_inlines_png(tmp_path):
     (tmp_path / "f").mkdir()
-    (tmp_path / "f" / "x.png").write_bytes(b"\\x89PNG fake")
+    (tmp_path / "f" / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(8)))
     html = embed_images('<p><img src="f/x.png" alt="x"></p>', tmp_path)
-    assert 'src="data:image/png;base64,' in html and "f/x.png" not in html
+    assert html == '<p><img src="data:image/png;base64,iVBORw0KGgoAAQIDBAUGBw==" alt="x"></p>'
 
 
 def test_feature_map_index_out_of_range_names_the_key():

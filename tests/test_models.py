@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 
+import keras
 import pytest
 
-keras = pytest.importorskip("keras")
-
-from pipeline.config import Cifar10ModelConfig, MnistModelConfig, Setting, architecture_problem, feature_map_sizes  # noqa: E402
-from pipeline.errors import PipelineError  # noqa: E402
-from pipeline.models import build_model, conv_layer_names  # noqa: E402
+from pipeline.architecture import feature_map_sizes, layer_plan
+from pipeline.config import Cifar10ModelConfig, MnistModelConfig, Setting, architecture_problem
+from pipeline.errors import PipelineError
+from pipeline.models import build_model, conv_layer_names
 
 MNIST = MnistModelConfig(dense_units=256)
 CIFAR = Cifar10ModelConfig(dropout=(0.2, 0.3, 0.4))
@@ -46,15 +46,21 @@ def test_l2_on_every_kernel_and_bias():
     assert plain.losses == []
 
 
-@pytest.mark.parametrize("dataset,kernel,strides", list(itertools.product(("mnist", "cifar10"), (3, 7), (1, 2, 3, 4, 30))))
+SHAPES = list(itertools.product(("mnist", "cifar10"), (3, 7), (1, 2, 3, 4, 30)))  # strides 30: nothing left
+
+
+@pytest.mark.parametrize("dataset,kernel,strides", SHAPES)
 def test_shape_arithmetic_agrees_with_keras(dataset, kernel, strides):
     setting = _setting(dataset, kernel, strides)
     config = MNIST if dataset == "mnist" else CIFAR
-    if architecture_problem(setting):
+    if architecture_problem(setting, config):
         with pytest.raises(PipelineError, match="setting x: the model cannot be built"):
             build_model("x", setting, config)
         return
     model = build_model("x", setting, config)
     built = {layer.name: layer.output.shape[1] for layer in model.layers}
-    for layer, size in feature_map_sizes(setting):
+    planned = feature_map_sizes(dataset, layer_plan(setting, config))
+    assert [name for name, _ in planned] == [layer.name for layer in model.layers
+                                             if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D))]
+    for layer, size in planned:
         assert built[layer] == size, layer

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pipeline.config import ParamsError, load_params, parse_params
-from tests.conftest import REPO, project_env
+from tests.helpers import REPO, project_env
 
 SHIPPED = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -57,7 +57,8 @@ BAD_VALUES = [
     (_set("settings.mnist-k3-s1.dataset", "svhn"), "settings.mnist-k3-s1.dataset", "'mnist' or 'cifar10'"),
     (_set("settings.mnist-k3-s1.l2", -0.01), "settings.mnist-k3-s1.l2", "greater than or equal to 0"),
     (_set("settings.mnist-k3-s1.colour", "red"), "settings.mnist-k3-s1.colour", "unknown key"),
-    (_set("settings.mnist-k5-s3.strides", 40), "settings.mnist-k5-s3", "shrinks the feature map to nothing at layer max_pooling2d_1"),
+    (_set("settings.mnist-k5-s3.strides", 40), "settings.mnist-k5-s3",
+     "shrinks the feature map to nothing at layer max_pooling2d_1"),
     (_set("settings.cifar10-k5-s2.strides", 3), "settings.cifar10-k5-s2", "at layer max_pooling2d_3"),
     (_set("settings.mnist-k5-s2.sweeps", ["colour"]), "settings.mnist-k5-s2.sweeps.0", "'kernel', 'strides' or 'l2'"),
     (_set("settings.mnist-k5-s2.l2", 0.1), "settings.mnist-k5-s2.l2", "'strides' sweep"),
@@ -142,3 +143,14 @@ def test_command_line_exits_with_one_line(tmp_path, text, key, problem):
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith(f"error: {bad}: {key}") and result.stderr.count("\n") == 1, result.stderr
     assert problem in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("stage,paths", [("train", 5), ("evaluate", 6), ("plot", 7)])
+def test_unknown_setting_is_one_line_naming_the_known_ones(stage, paths):
+    """Every per-setting stage, asked for a setting that params.yaml lacks (the paths after it are
+    never reached)."""
+    command = [sys.executable, "-m", f"pipeline.{stage}", "nosuch", *["unused"] * paths]
+    result = subprocess.run(command, cwd=REPO, env=project_env(), capture_output=True, text=True)
+    known = ", ".join(SHIPPED["settings"])
+    assert result.returncode == 1
+    assert result.stderr == f"error: params.yaml: settings.nosuch: no such setting (known: {known})\n"

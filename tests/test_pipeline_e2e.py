@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
-from tests.conftest import dvc
+from tests.helpers import dvc
+
+pytestmark = pytest.mark.e2e
 
 
 def test_prepared_arrays(pipeline_run):

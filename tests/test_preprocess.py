@@ -7,7 +7,12 @@ import pytest
 
 from pipeline.config import PreprocessConfig
 from pipeline.preprocess import (
-    load_cifar10, load_mnist, prepare, standardize_per_image, stratified_split, to_gray,
+    load_cifar10,
+    load_mnist,
+    prepare,
+    standardize_per_image,
+    stratified_split,
+    to_gray,
 )
 from tests.datasets import write_cifar10, write_mnist
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from pipeline.plot import FIGURES
-from tests.conftest import dvc, mlflow_client, runs_by_setting, tiny_params
+from tests.helpers import dvc, mlflow_client, runs_by_setting, tiny_params
+
+pytestmark = pytest.mark.e2e
 
 SETTINGS = tiny_params()["settings"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -7,15 +7,27 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import VENV_BIN, dvc, mlflow_client, project_env, runs_by_setting, tiny_params, train_command
-from tests.conftest import run as run_command
+from tests.helpers import (
+    VENV_BIN,
+    dvc,
+    mlflow_client,
+    params_file,
+    project_env,
+    reap,
+    runs_by_setting,
+    store_env,
+    tiny_params,
+    train_command,
+    wait_for_epochs,
+)
+from tests.helpers import run as run_command
+
+pytestmark = pytest.mark.e2e
 
 SETTINGS = tuple(tiny_params()["settings"])
 EPOCHS = tiny_params()["train"]["epochs"]
@@ -102,54 +114,14 @@ def test_editing_one_setting_retrains_only_it(edited_copy):
         filter_string="tags.setting = 'mnist-k3-s1-l2'")]) == 2
 
 
-def _train_cmd(repo, tmp_path, params_file, setting="mnist-k3-s1", data=None):
-    out = tmp_path / "out"
-    return train_command(repo, out, setting, params_file, data), out
-
-
-def _params_file(tmp_path, **train):
-    params = tiny_params()
-    params["train"].update(train)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    return path
-
-
-def _wait_for_epochs(client, process, epochs: int, timeout: float = 120, exclude=()):
-    """The training process's run (the newest, not in `exclude`), once it has logged `epochs` epochs."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        runs = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
-                if r.info.run_id not in exclude]
-        if runs and len(client.get_metric_history(runs[0].info.run_id, "loss")) >= epochs:
-            return runs[0]
-        time.sleep(0.2)
-    stderr = process.communicate()[1][-3000:] if process.poll() is not None else "(still running)"
-    raise AssertionError(f"training never logged {epochs} epoch(s): {stderr}")
-
-
-def _reap(process) -> None:
-    """Never leave a training process behind to disturb the next test."""
-    if process.poll() is None:
-        process.kill()
-        process.communicate()
-
-
-def _store_env(tmp_path):
-    """A fresh store of the test's own, created before training starts: the test polls it while
-    training writes, and two processes creating one SQLite schema at once race."""
-    env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'store.db'}")
-    subprocess.run([sys.executable, "-m", "pipeline.tracking", "init"], env=env, check=True, capture_output=True)
-    return env
-
-
 def test_invalid_setting_fails_before_training(pipeline_run, tmp_path):
     repo, _, _ = pipeline_run
     params = tiny_params()
     params["settings"]["mnist-k3-s1"]["strides"] = 40
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(params, sort_keys=False))
-    cmd, out = _train_cmd(repo, tmp_path, bad, setting="cifar10-k3-s1")
+    out = tmp_path / "out"
+    cmd = train_command(repo, out, "cifar10-k3-s1", bad)
     env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'store.db'}")  # not created: must stay so
     result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     assert result.returncode == 1
@@ -167,8 +139,9 @@ def test_nan_loss_ends_run_failed(pipeline_run, tmp_path):
     x_train = np.load(data / "x_train.npy")
     x_train[0] = 1e30
     np.save(data / "x_train.npy", x_train)
-    cmd, out = _train_cmd(repo, tmp_path, _params_file(tmp_path, epochs=3), data=data)
-    result = subprocess.run(cmd, cwd=repo, env=_store_env(tmp_path), capture_output=True, text=True)
+    out = tmp_path / "out"
+    cmd = train_command(repo, out, params=params_file(tmp_path, epochs=3), data=data)
+    result = subprocess.run(cmd, cwd=repo, env=store_env(tmp_path), capture_output=True, text=True)
     assert result.returncode == 1, result.stderr
     assert result.stderr.splitlines()[-1].startswith("error: setting mnist-k3-s1: loss became NaN/Inf in epoch 1")
     from mlflow.tracking import MlflowClient
@@ -176,28 +149,30 @@ def test_nan_loss_ends_run_failed(pipeline_run, tmp_path):
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'store.db'}")
     [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == "FAILED"
-    assert run.data.tags["failure_reason"] == "loss became NaN/Inf in epoch 1"
+    assert run.data.tags["failure_reason"].startswith("setting mnist-k3-s1: loss became NaN/Inf in epoch 1")
     assert not out.exists() or list(out.iterdir()) == []
 
 
 def test_terminated_run_ends_killed_and_writes_nothing(pipeline_run, tmp_path):
     """SIGTERM (a scheduler or `kill`); SIGINT arrives through `dvc repro` in the test below."""
     repo, _, _ = pipeline_run
-    cmd, out = _train_cmd(repo, tmp_path, _params_file(tmp_path, epochs=500))
-    env = _store_env(tmp_path)
+    out = tmp_path / "out"
+    cmd = train_command(repo, out, params=params_file(tmp_path, epochs=500))
+    env = store_env(tmp_path)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'store.db'}")
     process = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        run = _wait_for_epochs(client, process, 1)
+        run = wait_for_epochs(client, process, 1)
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
     finally:
-        _reap(process)
+        reap(process)
     assert process.returncode == 130, stderr
     assert stderr.splitlines()[-1].startswith("error: ")
-    assert client.get_run(run.info.run_id).info.status == "KILLED"
+    killed = client.get_run(run.info.run_id)
+    assert killed.info.status == "KILLED" and killed.data.tags["failure_reason"] == "terminated (SIGTERM)"
     assert not out.exists() or list(out.iterdir()) == []
 
 
@@ -235,13 +210,14 @@ def test_interrupted_dvc_repro_resumes_and_completes_the_stage(pipeline_run, tmp
     process = subprocess.Popen([str(VENV_BIN / "dvc"), "repro", stage], cwd=copy, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        run_id = _wait_for_epochs(client, process, 2, exclude=before).info.run_id
+        run_id = wait_for_epochs(client, process, 2, exclude=before).info.run_id
         os.killpg(process.pid, signal.SIGINT)
         process.communicate(timeout=60)
     finally:
-        _reap(process)
+        reap(process)
     assert process.returncode != 0
-    assert client.get_run(run_id).info.status == "KILLED"
+    killed = client.get_run(run_id)
+    assert killed.info.status == "KILLED" and killed.data.tags["failure_reason"] == "interrupted (Ctrl-C)"
     done = len(client.get_metric_history(run_id, "loss"))
     assert 2 <= done < 4
     assert not (copy / "models" / "mnist-k3-s1.keras").exists() and not (copy / "runs" / "mnist-k3-s1.json").exists()
@@ -249,7 +225,8 @@ def test_interrupted_dvc_repro_resumes_and_completes_the_stage(pipeline_run, tmp
 
     resumed = dvc(copy, "repro", stage, env=env)
     assert f"mnist-k3-s1: resuming MLflow run {run_id} after epoch {done}" in resumed.stderr
-    assert client.get_run(run_id).info.status == "FINISHED"
+    finished = client.get_run(run_id)
+    assert finished.info.status == "FINISHED" and "failure_reason" not in finished.data.tags
     for metric in ("loss", "val_accuracy"):
         assert [m.step for m in client.get_metric_history(run_id, metric)] == [1, 2, 3, 4]
     assert json.loads((copy / "runs" / "mnist-k3-s1.json").read_text())["run_id"] == run_id

@@ -12,7 +12,9 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, free_port, http_service, mlflow_client, runs_by_setting
+from tests.helpers import REPO, free_port, http_service, mlflow_client, runs_by_setting
+
+pytestmark = pytest.mark.e2e
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", shutil.which("chromedriver")
 SHOTS = REPO / "test-artifacts" / "ui"

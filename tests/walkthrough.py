@@ -24,8 +24,8 @@ from pathlib import Path
 import yaml
 from markdown_it import MarkdownIt
 
-from tests.conftest import REPO, VENV_BIN, project_env, run, tiny_params, wait_for_queue
 from tests.datasets import write_mirror
+from tests.helpers import REPO, VENV_BIN, project_env, run, tiny_params, wait_for_queue
 
 MARKER = re.compile(r"<!--\s*walkthrough(?::\s*(.*?))?\s*-->")
 EDIT = re.compile(r"after setting (\S+) to (\S+)")

@@ -1,0 +1,99 @@
+"""Resuming an interrupted training: where it left off, and the per-epoch checkpoint that records it.
+
+State lives under `.dvc/tmp/train-backup/<setting>/`, a directory that is no DVC output (DVC
+deletes those before a stage runs), beside Keras' BackupAndRestore files, and is used only
+while the job (hyperparameters, data, tracking store) is the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import cli
+from pipeline.history import history_row
+from pipeline.outputs import write_json
+
+
+def fingerprint(run_params: dict, data_digest: str, tracking_uri: str) -> str:
+    """Same hyperparameters, data and tracking store: only then may a backup be resumed."""
+    return hashlib.md5(json.dumps([run_params, data_digest, tracking_uri], sort_keys=True).encode()).hexdigest()
+
+
+def backup_dir(root: Path, setting: str) -> Path:
+    return root / ".dvc" / "tmp" / "train-backup" / setting
+
+
+@dataclass
+class Resume:
+    """Where an interrupted training run left off: its MLflow run and finished epochs."""
+
+    directory: Path
+    fingerprint: str
+    run_id: str | None = None
+    rows: tuple = ()
+
+    @classmethod
+    def load(cls, directory: Path, fingerprint: str) -> Resume:
+        state_file = directory / "state.json"
+        if state_file.exists():
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+            if state.get("fingerprint") == fingerprint:
+                return cls(directory, fingerprint, state["run_id"], tuple(state["rows"]))
+            shutil.rmtree(directory)  # a backup of another job: start over
+        return cls(directory, fingerprint)
+
+    def save(self, run_id: str, rows: list[dict]) -> None:
+        write_json(self.directory / "state.json", {"fingerprint": self.fingerprint, "run_id": run_id, "rows": rows})
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def kept_only_if_interrupted(self):
+        """Only an interrupted run is resumed; a failed one starts over."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            self.clear()
+            raise
+
+
+def epoch_checkpoint(mlflow, run_id: str, resume: Resume):
+    """Keras callback that closes each epoch with one uninterruptible step: its metrics to MLflow
+    (step = epoch, 1-based, synchronously), its history row and Keras' BackupAndRestore state,
+    both saved where a resumed run finds them. Its `rows` hold every finished epoch.
+
+    Not mlflow.keras.MlflowCallback: it also logs validation_* metrics at step 0 on every
+    evaluation (duplicate steps) and logs asynchronously, so a killed run can lose epochs.
+    """
+    import keras
+
+    class EpochCheckpoint(keras.callbacks.BackupAndRestore):
+        def __init__(self):
+            # double_checkpoint: a SIGKILL (which cannot be deferred) mid-save leaves the previous one
+            super().__init__(str(resume.directory / "keras"), double_checkpoint=True)
+            self.rows = list(resume.rows)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            seconds = time.perf_counter() - self.started
+            with cli.deferred_interrupts():
+                del self.rows[epoch:]  # after a SIGKILL between the two saves, this epoch re-ran
+                self.rows.append(history_row(epoch + 1, logs, seconds))
+                mlflow.log_metrics({**{k: float(v) for k, v in logs.items()}, "epoch_seconds": seconds},
+                                   step=epoch + 1, run_id=run_id)
+                resume.save(run_id, self.rows)
+                super().on_epoch_end(epoch, logs)
+
+    return EpochCheckpoint()

@@ -1,0 +1,103 @@
+"""Reading params.yaml strictly, and saying in one line what is wrong with it.
+
+Strict: a duplicate key is an error, and `1e-3` is a float (YAML 1.2), not a string. A
+validation error becomes the key path it is about and the problem, in the user's words.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import PipelineError
+
+
+class ParamsError(PipelineError):
+    """A problem in params.yaml, located by its key path."""
+
+    def __init__(self, path: Path | str, key: str, problem: str):
+        where = f"{path}: {key}" if key else str(path)
+        super().__init__(f"{where}: {problem}")
+        self.key = key
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML loader that rejects duplicate keys and reads `1e-3` as a float (YAML 1.2 style)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+# The float resolver above also matches plain integers; put int back in front for those.
+for _first, _resolvers in _StrictLoader.yaml_implicit_resolvers.items():
+    _resolvers.sort(key=lambda r: r[0] != "tag:yaml.org,2002:int")
+
+
+def read_yaml(path: Path) -> Any:
+    """The file's contents as Python values; a ParamsError if it cannot be read or parsed."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ParamsError(path, "", f"cannot read the file ({exc.strerror})") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParamsError(path, "", f"{line}invalid YAML ({problem})") from None
+
+
+def top_level_problem(raw: dict, expected: list[str]) -> str:
+    unknown = [k for k in raw if k not in expected]
+    if unknown:
+        return f"unknown section {unknown[0]!r} (expected: {', '.join(expected)})"
+    missing = [k for k in expected if k not in raw]
+    return f"missing section {missing[0]!r}"
+
+
+def describe(error: dict, raw: dict) -> tuple[str, str]:
+    loc = [str(part) for part in error["loc"]]
+    # pydantic reports tuple items by index and dataclass args under the class name.
+    key = ".".join(loc)
+    kind = error["type"]
+    if kind == "unexpected_keyword_argument" or kind == "extra_forbidden":
+        return key, "unknown key"
+    if kind == "missing" and loc[-1].isdigit():
+        return ".".join(loc[:-1]), f"too few values: item {loc[-1]} is missing"
+    if kind == "missing" or kind == "missing_keyword_argument":
+        return key, "missing key"
+    value = _lookup(raw, loc)
+    shown = f" (got {value!r})" if value is not _MISSING else ""
+    return key, f"{error['msg']}{shown}"
+
+
+_MISSING = object()
+
+
+def _lookup(raw: Any, loc: list[str]) -> Any:
+    node = raw
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
