@@ -42,7 +42,7 @@ def load_arrays(data: Path) -> list[np.ndarray]:
     return [np.load(data / f"{k}.npy") for k in ("x_train", "y_train", "x_val", "y_val")]
 
 
-def timed_fit(model, x, y, x_val, y_val, batch_size: int, epochs: int) -> list[float]:
+def timed_fit(model, classes: int, x, y, x_val, y_val, batch_size: int, epochs: int) -> list[float]:
     """Seconds of each epoch of a plain `model.fit` on in-memory arrays."""
     import keras
 
@@ -55,7 +55,6 @@ def timed_fit(model, x, y, x_val, y_val, batch_size: int, epochs: int) -> list[f
         def on_epoch_end(self, epoch, logs=None):
             seconds.append(time.perf_counter() - self.started)
 
-    classes = model.output.shape[-1]
     model.fit(x, keras.utils.to_categorical(y, classes),
               validation_data=(x_val, keras.utils.to_categorical(y_val, classes)),
               batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0, callbacks=[EpochTimer()])

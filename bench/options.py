@@ -23,6 +23,7 @@ from pathlib import Path
 from bench.common import add_data_arguments, bench_data, first_setting, load_arrays, steady, table, timed_fit
 from pipeline import cli
 from pipeline.config import Params, load_params
+from pipeline.datasets import num_classes
 from pipeline.errors import PipelineError
 
 
@@ -53,7 +54,7 @@ def run_options(params: Params, args, work: Path) -> list[dict]:
             keras.mixed_precision.set_global_policy(precision)
             model = compile_model(build_model(name, job.setting, job.model), job.train.learning_rate,
                                   jit_compile=jit, steps_per_execution=args.steps_per_execution)
-            seconds = steady(timed_fit(model, *arrays, batch, args.epochs))
+            seconds = steady(timed_fit(model, num_classes(dataset), *arrays, batch, args.epochs))
             row.update(s_per_epoch=round(seconds, 3), samples_per_s=round(len(arrays[0]) / seconds, 1))
         except Exception as exc:  # one option failing (say bf16 on a card without it) is a result too
             row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

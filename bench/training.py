@@ -38,6 +38,7 @@ from bench.common import (
 )
 from pipeline import cli
 from pipeline.config import Params, load_params
+from pipeline.datasets import num_classes
 from pipeline.errors import PipelineError
 
 
@@ -66,7 +67,7 @@ def plain_keras(job, data: Path, epochs: int) -> list[float]:
     keras.utils.set_random_seed(job.train.seed)
     keras.mixed_precision.set_global_policy("float32")
     model = compile_model(build_model(job.name, job.setting, job.model), job.train.learning_rate)
-    return timed_fit(model, *load_arrays(data), job.train.batch_size, epochs)
+    return timed_fit(model, num_classes(job.setting.dataset), *load_arrays(data), job.train.batch_size, epochs)
 
 
 def pipeline_path(job, data: Path, work: Path) -> tuple[list[float], list[float], object]:
