@@ -140,7 +140,7 @@ def parse_params(raw: Any, path: Path | str = "params.yaml") -> Params:
     try:
         params = Params(**raw)
     except ValidationError as exc:
-        raise ParamsError(path, *describe(exc.errors()[0], raw)) from None
+        raise ParamsError(path, *describe(exc.errors(), raw)) from None
     except TypeError as exc:
         # Params(**raw) itself rejects unknown/missing top-level sections before pydantic runs.
         raise ParamsError(path, "", top_level_problem(raw, [f.name for f in fields(Params)])) from exc

@@ -6,6 +6,7 @@ validation error becomes the key path it is about and the problem, in the user's
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -72,18 +73,32 @@ def top_level_problem(raw: dict, expected: list[str]) -> str:
     return f"missing section {missing[0]!r}"
 
 
-def describe(error: dict, raw: dict) -> tuple[str, str]:
-    loc = [str(part) for part in error["loc"]]
-    # pydantic reports tuple items by index and dataclass args under the class name.
+UNKNOWN_KEY = ("unexpected_keyword_argument", "extra_forbidden")
+MISSING_KEY = ("missing", "missing_keyword_argument")
+
+
+def describe(errors: list[dict], raw: dict) -> tuple[str, str]:
+    """(key path, problem) for the error a user should hear about first.
+
+    A typo shows up twice, as the unknown key and as the key it was meant to be, missing: name
+    the unknown one, and suggest the missing key beside it that reads most alike.
+    """
+    error = next((e for e in errors if e["type"] in UNKNOWN_KEY), errors[0])
+    loc = [str(part) for part in error["loc"]]  # tuple items come as indices
     key = ".".join(loc)
     kind = error["type"]
-    if kind == "unexpected_keyword_argument" or kind == "extra_forbidden":
-        return key, "unknown key"
+    if kind in UNKNOWN_KEY:
+        siblings = [e for e in errors if e["type"] in MISSING_KEY and [str(p) for p in e["loc"][:-1]] == loc[:-1]]
+        missing = [str(e["loc"][-1]) for e in siblings]
+        near = difflib.get_close_matches(loc[-1], missing, n=1, cutoff=0.6)
+        return key, "unknown key" + (f" (did you mean {near[0]}?)" if near else "")
     if kind == "missing" and loc[-1].isdigit():
         return ".".join(loc[:-1]), f"too few values: item {loc[-1]} is missing"
-    if kind == "missing" or kind == "missing_keyword_argument":
+    if kind in MISSING_KEY:
         return key, "missing key"
     value = _lookup(raw, loc)
+    if kind in ("tuple_type", "list_type") and isinstance(value, (str, int, float)):
+        return key, f"expected a list in brackets, e.g. [{value}] (got {value!r})"
     shown = f" (got {value!r})" if value is not _MISSING else ""
     return key, f"{error['msg']}{shown}"
 

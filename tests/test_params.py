@@ -35,6 +35,16 @@ def _drop(path: str):
     return mutate
 
 
+def _rename(path: str, new_name: str):
+    def mutate(raw):
+        *parents, last = path.split(".")
+        node = raw
+        for part in parents:
+            node = node[part]
+        node[new_name] = node.pop(last)
+    return mutate
+
+
 # (mutation, key path the message must name, words the message must contain)
 BAD_VALUES = [
     (_set("train.epochs", 0), "train.epochs", "greater than 0"),
@@ -44,6 +54,13 @@ BAD_VALUES = [
     (_set("train.learning_rate", "fast"), "train.learning_rate", "valid number"),
     (_set("train.deterministic", 1), "train.deterministic", "valid boolean"),
     (_set("train.momentum", 0.9), "train.momentum", "unknown key"),
+    (_rename("settings.mnist-k3-s1.kernel", "kernal"), "settings.mnist-k3-s1.kernal",
+     "unknown key (did you mean kernel?)"),
+    (_rename("plot.examples", "exampels"), "plot.exampels", "unknown key (did you mean examples?)"),
+    (_set("settings.mnist-k3-s1.sweeps", "strides"), "settings.mnist-k3-s1.sweeps",
+     "expected a list in brackets, e.g. [strides] (got 'strides')"),
+    (_set("settings.mnist-k3-s1.dataset", "MNIST"), "settings.mnist-k3-s1.dataset",
+     "'mnist' or 'cifar10' (got 'MNIST')"),
     (_set("extra_section", {}), "extra_section", "unknown"),
     (_drop("train"), "train", "missing"),
     (_drop("train.seed"), "train.seed", "missing"),
