@@ -50,16 +50,19 @@ class Resume:
 
     def save(self, run_id: str, rows: list[dict]) -> None:
         write_json(self.directory / "state.json", {"fingerprint": self.fingerprint, "run_id": run_id, "rows": rows})
+        self.run_id, self.rows = run_id, tuple(rows)
 
     def clear(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     @contextlib.contextmanager
     def kept_only_if_interrupted(self):
-        """Only an interrupted run is resumed; a failed one starts over."""
+        """Only an interrupted run is resumed (the user is told from where); a failed one starts over."""
         try:
             yield
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            exc.add_note(f"`dvc repro` resumes the training after epoch {len(self.rows)}" if self.rows
+                         else "no epoch had finished: `dvc repro` starts the training again")
             raise
         except BaseException:
             self.clear()

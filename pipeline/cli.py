@@ -48,5 +48,6 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
         sys.exit(1)
     except KeyboardInterrupt as exc:
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        print(f"error: {what}; outputs of this stage were not written", file=sys.stderr)
+        notes = "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
+        print(f"error: {what}; outputs of this stage were not written{notes}", file=sys.stderr)
         sys.exit(130)

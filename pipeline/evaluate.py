@@ -20,6 +20,7 @@ from pipeline import cli
 from pipeline.config import Params, load_params
 from pipeline.datasets import CLASS_NAMES
 from pipeline.outputs import atomic_file, write_json, write_text
+from pipeline.runtime import load_tensorflow
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def main(argv=None) -> None:
     from pipeline import tracking
 
     tracking.connect(tracking.project_root())
+    load_tensorflow()
     run_id = tracking.run_id_of(args.run)
     with tracking.run_outcome(run_id, ends_run=False):
         import keras

@@ -18,6 +18,14 @@ from typing import Any
 from pipeline.errors import PipelineError
 
 
+def _usual_mode(directory: bool) -> int:
+    """What a plain open() or mkdir() would give: 0666 / 0777 less the umask. (The temporary
+    names are created 0600 / 0700, which would otherwise stay on the renamed output.)"""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 def _raise_for_disk(exc: OSError, path: Path) -> None:
     raise PipelineError(f"{path}: cannot write ({exc.strerror}); nothing was written there") from exc
 
@@ -30,6 +38,7 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, _usual_mode(directory=True))
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -50,6 +59,7 @@ def atomic_file(path: Path | str) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, _usual_mode(directory=False))
         os.replace(tmp, path)
     except OSError as exc:
         _raise_for_disk(exc, path)

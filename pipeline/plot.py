@@ -25,6 +25,7 @@ from pipeline.datasets import CLASS_NAMES
 from pipeline.evaluate import confusion_matrix
 from pipeline.history import read_history
 from pipeline.outputs import atomic_dir
+from pipeline.runtime import load_tensorflow
 
 # file name (reports/figures/<setting>/<name>.png) -> caption; the report shows them in this order
 FIGURES = {
@@ -213,6 +214,7 @@ def main(argv=None) -> None:
     from pipeline import tracking
 
     tracking.connect(tracking.project_root())
+    load_tensorflow()
     run_id = tracking.run_id_of(args.run)
     with tracking.run_outcome(run_id, ends_run=False):
         import keras

@@ -3,8 +3,8 @@
 For each dataset and sweep, the homework's table (setting | Train loss | Train acc | Val acc |
 Test acc) with the homework's numbers beside ours, comparison figures, the most confused class
 pairs, each setting's figures and architecture summary, and where every number came from
-(`pipeline.report_build` builds it). The report and its figures are also logged to MLflow, one
-summary run per experiment.
+(`pipeline.report_build` builds it). The report and its figures are also logged to MLflow, as a
+run of the experiment `hw2-report`, and the training runs behind it get the tag `current=true`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pipeline.config import Params, Setting, is_smoke_run, load_params
 from pipeline.history import read_history
 from pipeline.outputs import atomic_dir, write_text
 from pipeline.report_build import Architecture, Result, build_report
+from pipeline.runtime import load_tensorflow
 
 
 @dataclass(frozen=True)
@@ -89,22 +90,37 @@ def to_html(markdown: str, base: Path) -> str:
     return embed_images(HTML_PAGE.format(body=body), base)
 
 
-def log_report(args, datasets: set[str], smoke: bool) -> None:
-    """One `report` run per experiment that has settings, with the report and its figures."""
+def log_report(args, smoke: bool) -> None:
+    """The report and its figures as one run of their own experiment (not among the training
+    runs, whose metric charts would list it without data)."""
     import mlflow
 
     from pipeline import tracking
 
-    root = tracking.project_root()
-    for dataset, experiment in tracking.EXPERIMENTS.items():
-        if dataset not in datasets:
-            continue
-        tags = {"kind": "report", "smoke_run": str(smoke).lower()}
-        run = mlflow.start_run(experiment_id=tracking.experiment_id(experiment, root), run_name="report", tags=tags)
-        with tracking.run_outcome(run.info.run_id):
-            mlflow.log_artifact(str(args.out), "report")
-            mlflow.log_artifact(str(args.html), "report")
-            mlflow.log_artifacts(str(args.summary), "report/summary")
+    experiment = tracking.experiment_id(tracking.REPORT_EXPERIMENT, tracking.project_root())
+    run = mlflow.start_run(experiment_id=experiment, run_name="report",
+                           tags={"kind": "report", "smoke_run": str(smoke).lower()})
+    with tracking.run_outcome(run.info.run_id):
+        mlflow.log_artifact(str(args.out), "report")
+        mlflow.log_artifact(str(args.html), "report")
+        mlflow.log_artifacts(str(args.summary), "report/summary")
+
+
+def mark_current(client, results: dict[str, Result]) -> None:
+    """Tag the runs this workspace's outputs come from `current=true`, and no other run of their
+    settings: several runs of one setting pile up in an experiment as params change."""
+    from pipeline import tracking
+
+    if Path.cwd().resolve() != tracking.project_root():
+        return  # a DVC experiment in a temporary workspace: the main workspace did not change
+    for result in results.values():
+        experiment = client.get_run(result.run_id).info.experiment_id
+        earlier = client.search_runs([experiment], filter_string=f"tags.setting = '{result.name}' "
+                                     "and tags.current = 'true'")
+        for run in earlier:
+            if run.info.run_id != result.run_id:
+                client.delete_tag(run.info.run_id, "current")
+        client.set_tag(result.run_id, "current", "true")
 
 
 def main(argv=None) -> None:
@@ -129,6 +145,7 @@ def main(argv=None) -> None:
     from pipeline import tracking
 
     tracking.connect(tracking.project_root())
+    load_tensorflow()
     client = mlflow.MlflowClient()
     results = {name: load_result(name, setting, args, client) for name, setting in job.settings.items()}
     report = build_report(results, job.epochs, job.subset, homework)
@@ -138,7 +155,8 @@ def main(argv=None) -> None:
             figure.savefig(tmp / f"{name}.png", dpi=110)
     write_text(args.out, report.markdown)
     write_text(args.html, to_html(report.markdown, args.out.parent))
-    log_report(args, {s.dataset for s in job.settings.values()}, is_smoke_run(job.epochs, job.subset))
+    log_report(args, is_smoke_run(job.epochs, job.subset))
+    mark_current(client, results)
     print(f"report: {args.out} and {args.html} ({len(results)} settings)", file=sys.stderr)
 
 

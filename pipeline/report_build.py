@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from pipeline.config import REPORT_EPOCHS, Setting, is_smoke_run, sweep_members
+from pipeline.datasets import num_classes
 from pipeline.plot import FIGURES
 from pipeline.report_figures import l2_histograms_figure, test_accuracy_figure, val_curves_figure
 
@@ -86,8 +87,19 @@ def sweep_table(sweep: str, results: list[Result], homework: dict[str, list[floa
 
 def best_line(sweep: str, results: list[Result]) -> str:
     best = max(results, key=lambda r: r.test["test_accuracy"])
+    chance = 1 / num_classes(best.setting.dataset)
     return (f"Best test accuracy in this sweep: **{best.test['test_accuracy']:.2%}** "
-            f"({SWEEP_TITLES[sweep][1]}: {sweep_label(sweep, best.setting)}).")
+            f"({SWEEP_TITLES[sweep][1]}: {sweep_label(sweep, best.setting)}; guessing scores {chance:.0%}).")
+
+
+def unswept_table(results: list[Result]) -> str:
+    """Settings that belong to no sweep, so that no table leaves them out."""
+    lines = ["| setting | kernel | strides | L2 | Train loss | Train acc | Val acc | Test acc |", "|" + "---|" * 8]
+    for r in results:
+        numbers = [r.train["train_loss"], r.train["train_accuracy"], r.train["val_accuracy"], r.test["test_accuracy"]]
+        lines.append(f"| `{r.name}` | {r.setting.kernel} | {r.setting.strides} | {r.setting.l2:g} | "
+                     + " | ".join(map(_number, numbers)) + " |")
+    return "\n".join(lines)
 
 
 def architecture_table(architecture: Architecture) -> str:
@@ -136,6 +148,9 @@ def _dataset_section(dataset: str, results: list[Result], settings: dict[str, Se
         members = [by_name[name] for name, _ in sweeps.get((dataset, sweep), [])]
         if members:
             lines += _sweep_section(dataset, sweep, members, homework, figures)
+    unswept = [r for r in results if not r.setting.sweeps]
+    if unswept:
+        lines += ["", "### Settings in no sweep", "", unswept_table(unswept)]
     lines += ["", "### Most confused class pairs", "", confused_pairs_table(results), "", "### Figures per setting"]
     for result in results:
         lines += ["", f"<details><summary><code>{result.name}</code></summary>", ""]

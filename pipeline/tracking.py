@@ -6,7 +6,7 @@ main repository root — also when a stage runs inside DVC's temporary experimen
 (a team's tracking server, say).
 
     python -m pipeline.tracking init   # create the store (before parallel workers start)
-    python -m pipeline.tracking ui     # mlflow ui on this store, http://127.0.0.1:5000
+    python -m pipeline.tracking ui     # mlflow ui on this store; prints a link to each experiment's runs
 """
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ from pipeline import cli
 from pipeline.errors import PipelineError, redact
 
 EXPERIMENTS = {"mnist": "mnist-cnn", "cifar10": "cifar10-gray-cnn"}
+REPORT_EXPERIMENT = "hw2-report"  # apart from the training runs: no empty rows in their metric charts
+# The runs table `make ui` links to: MLflow restores a view saved as an experiment tag
+# (mlflow.sharedViewState.<key>) when the URL names the key, here with the columns that matter.
+RUNS_VIEW_KEY = "hw2"
+RUNS_VIEW = {"selectedColumns": ["tags.`current`", "params.`kernel`", "params.`strides`", "params.`l2`",
+                                 "metrics.`val_accuracy`", "metrics.`test_accuracy`"]}
 
 
 def project_root() -> Path:
@@ -35,8 +41,12 @@ def store_dir(root: Path) -> Path:
     return root / "mlruns"
 
 
+def project_store_uri(root: Path) -> str:
+    return f"sqlite:///{store_dir(root) / 'mlflow.db'}"
+
+
 def tracking_uri(root: Path) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_dir(root) / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or project_store_uri(root)
 
 
 def artifact_root(root: Path) -> str:
@@ -72,7 +82,9 @@ def experiment_id(name: str, root: Path) -> str:
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
         return existing.experiment_id
-    location = None if os.environ.get("MLFLOW_TRACKING_URI") else f"{artifact_root(root)}/{name}"
+    # A server keeps its own artifact root. (Not MLFLOW_TRACKING_URI to tell: set_tracking_uri sets it.)
+    own_store = mlflow.get_tracking_uri() == project_store_uri(root)
+    location = f"{artifact_root(root)}/{name}" if own_store else None
     try:
         # the kind makes `mlflow ui` open these experiments on their training runs, not on the GenAI overview
         return mlflow.create_experiment(name, artifact_location=location,
@@ -89,7 +101,7 @@ def connect(root: Path) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(uri)
-    for name in EXPERIMENTS.values():
+    for name in (*EXPERIMENTS.values(), REPORT_EXPERIMENT):
         experiment_id(name, root)
     return uri
 
@@ -144,6 +156,31 @@ def _end(client, run_id: str, status: str) -> None:
         client.set_terminated(run_id, status)
 
 
+def runs_page(base_url: str, experiment_id: str) -> str:
+    """The experiment's runs table with RUNS_VIEW, in the UI's machine-learning mode (a fresh
+    browser would open MLflow 3's GenAI overview instead)."""
+    return (f"{base_url}/#/experiments/{experiment_id}/runs"
+            f"?viewStateShareKey={RUNS_VIEW_KEY}&workflowType=machine_learning")
+
+
+def ui(root: Path, port: int) -> int:
+    """`mlflow ui` on the project's store, after printing where to look."""
+    import mlflow
+
+    connect(root)
+    client = mlflow.MlflowClient()
+    base = f"http://127.0.0.1:{port}"
+    for name in EXPERIMENTS.values():
+        experiment = client.get_experiment_by_name(name)
+        client.set_experiment_tag(experiment.experiment_id, f"mlflow.sharedViewState.{RUNS_VIEW_KEY}",
+                                  json.dumps(RUNS_VIEW))
+        print(f"{name}: {runs_page(base, experiment.experiment_id)}", file=sys.stderr)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(root),
+               "--host", "127.0.0.1", "--port", str(port)]
+    # the server's job runner serves GenAI features only: fewer processes, no log noise
+    return subprocess.call(command, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.tracking", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -154,10 +191,7 @@ def main(argv=None) -> None:
     if args.command == "init":
         print(f"tracking store ready: {connect(root)}", file=sys.stderr)
     else:
-        connect(root)
-        command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(root),
-                   "--host", "127.0.0.1", "--port", str(args.port)]
-        sys.exit(subprocess.call(command))
+        sys.exit(ui(root, args.port))
 
 
 if __name__ == "__main__":

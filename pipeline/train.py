@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,9 +22,11 @@ from pipeline.checkpoint import Resume, backup_dir, epoch_checkpoint, fingerprin
 from pipeline.config import Cifar10ModelConfig, MnistModelConfig, Params, Setting, TrainConfig, load_params
 from pipeline.datasets import num_classes
 from pipeline.errors import PipelineError
+from pipeline.estimate import EpochTiming, record_timing, this_machine
 from pipeline.history import final_metrics, first_non_finite, history_csv
 from pipeline.outputs import atomic_file, write_json, write_text
 from pipeline.provenance import data_md5, git_commit
+from pipeline.runtime import load_tensorflow
 
 
 @dataclass(frozen=True)
@@ -48,12 +52,39 @@ def run_params(job: TrainJob) -> dict[str, object]:
     return flat
 
 
+def training_images(count: int, share: float) -> int:
+    """How many of `count` training images a run with `train.subset: share` trains on."""
+    return count if share >= 1.0 else max(1, round(share * count))
+
+
 def training_subset(count: int, share: float, seed: int) -> np.ndarray | None:
     """Sorted indices of a seeded random `share` of `count` training images; None for all."""
     if share >= 1.0:
         return None
-    keep = max(1, round(share * count))
-    return np.sort(np.random.default_rng(seed).choice(count, size=keep, replace=False))
+    return np.sort(np.random.default_rng(seed).choice(count, size=training_images(count, share), replace=False))
+
+
+def progress_note(name: str, epochs: int):
+    """Keras callback: after the first epoch, one line on how long the rest will take."""
+    import keras
+
+    from pipeline.estimate import duration
+
+    class ProgressNote(keras.callbacks.Callback):
+        noted = False
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            left = epochs - epoch - 1
+            if not self.noted and left:
+                seconds = time.perf_counter() - self.started
+                print(f"{name}: epoch {epoch + 1} of {epochs} took {duration(seconds)} (the first also compiles); "
+                      f"the other {left}: about {duration(seconds * left)}", file=sys.stderr, flush=True)
+            self.noted = True
+
+    return ProgressNote()
 
 
 def load_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +126,7 @@ def fit(job: TrainJob, data_dir: Path, mlflow, run_id: str, resume: Resume):
         np.asarray(x_train), keras.utils.to_categorical(y_train, classes),
         validation_data=(np.asarray(x_val), keras.utils.to_categorical(y_val, classes)),
         epochs=job.train.epochs, batch_size=job.train.batch_size, shuffle=True,
-        callbacks=[checkpoint, keras.callbacks.TerminateOnNaN()],
+        callbacks=[checkpoint, keras.callbacks.TerminateOnNaN(), progress_note(job.name, job.train.epochs)],
         verbose=1 if sys.stdout.isatty() else 2,
     )
     return model, checkpoint.rows, (x_train, y_train, x_val, y_val), strategy
@@ -176,6 +207,7 @@ def main(argv=None) -> None:
 
     root = tracking.project_root()
     uri = tracking.connect(root)
+    load_tensorflow()
     import mlflow
     import mlflow.tensorflow  # noqa: F401  (the flavor used by log_model)
 
@@ -201,6 +233,9 @@ def main(argv=None) -> None:
         write_json(args.metrics, metrics)
         write_json(args.run, {"run_id": run_id, "experiment": tracking.EXPERIMENTS[job.setting.dataset]})
         resume.clear()
+    epoch_seconds = [row["seconds"] for row in rows]
+    record_timing(root, job.name, EpochTiming(this_machine(), job.train.batch_size, len(arrays[1]), len(arrays[3]),
+                                              statistics.median(epoch_seconds[1:] or epoch_seconds)))
     print(f"{job.name}: val_accuracy {metrics['val_accuracy']:.4f} after {metrics['epochs']} epochs "
           f"({metrics['seconds_per_epoch']:.1f} s/epoch); MLflow run {run_id}", file=sys.stderr)
 

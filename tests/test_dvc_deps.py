@@ -24,6 +24,7 @@ NOT_DEPENDENCIES = {
                           "(the report, whose tables follow config's sweep and smoke-run rules, declares it)",
     "pipeline/tracking.py": "where MLflow runs are logged and how they end, not what a stage computes",
     "pipeline/provenance.py": "the data digest and git commit, as tags of MLflow runs only",
+    "pipeline/estimate.py": "records and foretells how long an epoch takes; no output depends on it",
 }
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import errno
+import os
+import stat
 import subprocess
 import time
 
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.outputs import atomic_file, write_json
+from pipeline.outputs import atomic_dir, atomic_file, write_json
 from tests.helpers import free_port, project_env, train_command
 
 
@@ -63,3 +65,16 @@ def test_failure_inside_atomic_file_keeps_nothing(tmp_path):
             tmp.write_bytes(b"half a model")
             raise RuntimeError("killed mid-write")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    """Not the 0600 / 0700 of the temporary names they are written under."""
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "report.json", {})
+        with atomic_dir(tmp_path / "figures") as tmp:
+            (tmp / "a.png").write_bytes(b"")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "figures").stat().st_mode) == 0o755

@@ -35,12 +35,20 @@ def test_report_has_a_section_per_sweep_and_names_the_best():
     text = report.markdown
     assert "## 1. MNIST" in text and "## 2. CIFAR" not in text
     assert "### Effect of the kernel size (strides 1)" in text and "### Effect of L2" in text
-    assert "Best test accuracy in this sweep: **95.00%** (Kernel size: (5,5))." in text
+    assert "Best test accuracy in this sweep: **95.00%** (Kernel size: (5,5); guessing scores 10%)." in text
+    assert "Settings in no sweep" not in text
     assert "> **Smoke run: 2 epochs on 10% of the training split" in text
     assert sorted(report.figures) == ["mnist-kernel-test", "mnist-kernel-val", "mnist-l2-test", "mnist-l2-val",
                                       "mnist-l2-weights"]
     assert "| `k5` | `run-k5` | `md5` | 2 |" in text
     assert "| conv2d_1 (Conv2D) | (None, 28, 28, 32) | 320 |" in text
+
+
+def test_a_setting_in_no_sweep_gets_a_table_of_its_own():
+    results = {"k3": _result("k3", 3, 0.9), "k9": _result("k9", 9, 0.7, sweeps=())}
+    text = build_report(results, epochs=2, subset=1.0, homework=HOMEWORK).markdown
+    assert "### Settings in no sweep" in text
+    assert "| `k9` | 9 | 1 | 0 | 0.5000 | 0.8000 | 0.7500 | 0.7000 |" in text
 
 
 def test_a_full_length_run_is_no_smoke_run():

@@ -86,15 +86,24 @@ def test_html_is_self_contained(pipeline_run):
     assert all(src.startswith("data:image/png;base64,") for src in sources)
 
 
-def test_report_logged_as_summary_runs(pipeline_run):
+def test_report_logged_as_a_run_of_its_own_experiment(pipeline_run):
     repo, _, _ = pipeline_run
     client = mlflow_client(repo)
+    [run] = client.search_runs([client.get_experiment_by_name("hw2-report").experiment_id])
+    assert run.data.tags["smoke_run"] == "true" and run.info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "report")} >= {
+        "report/report.md", "report/report.html", "report/summary"}
     for experiment in ("mnist-cnn", "cifar10-gray-cnn"):
         experiment_id = client.get_experiment_by_name(experiment).experiment_id
-        [run] = client.search_runs([experiment_id], filter_string="tags.kind = 'report'")
-        assert run.data.tags["smoke_run"] == "true"
-        assert {a.path for a in client.list_artifacts(run.info.run_id, "report")} >= {
-            "report/report.md", "report/report.html", "report/summary"}
+        assert not client.search_runs([experiment_id], filter_string="tags.kind = 'report'")
+
+
+def test_artifacts_live_under_mlruns_artifacts(pipeline_run):
+    repo, _, _ = pipeline_run
+    run = runs_by_setting(repo)["mnist-k3-s1"]
+    figures = repo / "mlruns" / "artifacts" / "mnist-cnn" / run.info.run_id / "artifacts" / "figures"
+    assert (figures / "learning_curves.png").exists()
+    assert list((repo / "mlruns" / "artifacts" / "mnist-cnn" / "models").glob("*/artifacts/MLmodel"))
 
 
 def test_dvc_plots_and_metrics_show(pipeline_run):

@@ -56,7 +56,7 @@ def test_one_finished_run_per_setting_with_epoch_metrics(pipeline_run):
         contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
         assert contexts == {"training", "validation"}
         run_file = json.loads((repo / "runs" / f"{name}.json").read_text())
-        assert run_file["run_id"] == run.info.run_id
+        assert run_file["run_id"] == run.info.run_id and tags["current"] == "true"
 
 
 def test_logged_model_loads_and_predicts(pipeline_run):
@@ -109,9 +109,14 @@ def test_editing_one_setting_retrains_only_it(edited_copy):
     ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
     assert [stage for stage in ran if stage.startswith("train@")] == ["train@mnist-k3-s1-l2"], ran
     assert not any(stage.startswith(("download@", "preprocess@")) for stage in ran)
-    assert len([r for r in mlflow_client(copy).search_runs(
-        [e.experiment_id for e in mlflow_client(copy).search_experiments()],
-        filter_string="tags.setting = 'mnist-k3-s1-l2'")]) == 2
+    client = mlflow_client(copy)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              filter_string="tags.setting = 'mnist-k3-s1-l2'")
+    assert len(runs) == 2
+    # the run the workspace's outputs now come from is the setting's current one
+    current = json.loads((copy / "runs" / "mnist-k3-s1-l2.json").read_text())["run_id"]
+    assert {r.info.run_id: r.data.tags.get("current") for r in runs} == {
+        r.info.run_id: ("true" if r.info.run_id == current else None) for r in runs}
 
 
 def test_invalid_setting_fails_before_training(pipeline_run, tmp_path):
@@ -170,7 +175,9 @@ def test_terminated_run_ends_killed_and_writes_nothing(pipeline_run, tmp_path):
     finally:
         reap(process)
     assert process.returncode == 130, stderr
-    assert stderr.splitlines()[-1].startswith("error: ")
+    done = len(client.get_metric_history(run.info.run_id, "loss"))
+    assert stderr.splitlines()[-1] == ("error: terminated; outputs of this stage were not written; "
+                                       f"`dvc repro` resumes the training after epoch {done}")
     killed = client.get_run(run.info.run_id)
     assert killed.info.status == "KILLED" and killed.data.tags["failure_reason"] == "terminated (SIGTERM)"
     assert not out.exists() or list(out.iterdir()) == []

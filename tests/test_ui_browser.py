@@ -79,33 +79,25 @@ def test_both_experiments_are_listed(ui, browser):
           "both experiments", "experiments")
 
 
-def test_one_run_per_setting_with_its_params_as_columns(ui, browser):
+def test_the_printed_link_opens_the_runs_with_the_columns_that_matter(ui, browser):
+    """What `make ui` prints: the runs table in model-training mode (not MLflow 3's GenAI
+    overview, where a fresh browser profile lands), with params and metrics as columns."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
+
+    from pipeline.tracking import runs_page
 
     repo, url = ui
-    browser.get(f"{url}/#/experiments/{_experiment_ids(repo)['mnist-cnn']}/runs")
-    _wait(browser, lambda d: d.find_elements(By.XPATH, "//a[normalize-space()='mnist-k3-s1-l2']"),
-          "the runs table", "runs")
-    for setting in ("mnist-k3-s1", "mnist-k3-s1-l2"):
-        assert len(browser.find_elements(By.XPATH, f"//a[normalize-space()='{setting}']")) == 1, setting
-    # The user adds the swept params as columns through the "Columns" menu and its search box.
-    browser.find_element(By.XPATH, "//button[normalize-space()='Columns']").click()
-    search = _wait(browser, lambda d: d.find_element(By.XPATH, "//input[@placeholder='Search columns']"),
-                   "the column picker", "columns")
-    for param in ("kernel", "l2"):
-        search.send_keys(Keys.CONTROL, "a")  # separate calls: a modifier stays down until the call ends
-        search.send_keys(Keys.BACKSPACE)
-        search.send_keys(param)
-        _wait(browser, lambda d, p=param: d.find_element(By.XPATH, f"//strong[text()='{p}']"),
-              f"param {param} in the column picker", "columns").click()
-    search.send_keys(Keys.ESCAPE)
+    browser.get(runs_page(url, _experiment_ids(repo)["mnist-cnn"]))
 
     def columns(driver):  # textContent: the grid leaves columns scrolled out of view without text
         headers = {h.get_attribute("textContent") for h in driver.find_elements(By.XPATH, "//*[@role='columnheader']")}
-        return headers if {"kernel", "l2"} <= headers else None
+        return headers if {"kernel", "strides", "l2", "test_accuracy"} <= headers else None
 
-    _wait(browser, columns, "kernel and l2 columns", "runs-with-params")
+    _wait(browser, columns, "kernel, strides, l2 and test_accuracy columns", "runs")
+    for setting in ("mnist-k3-s1", "mnist-k3-s1-l2"):
+        assert len(browser.find_elements(By.XPATH, f"//a[normalize-space()='{setting}']")) == 1, setting
+    assert not browser.find_elements(By.XPATH, "//a[normalize-space()='report']")  # in its own experiment
+    assert "Overview" not in _text(browser) and "Token Usage" not in _text(browser)
     cells = [c.get_attribute("textContent") for c in browser.find_elements(By.XPATH, "//*[@role='gridcell']")]
     assert "0.001" in cells and "3" in cells, cells
 

@@ -1,0 +1,187 @@
+"""How long training will take, said before it starts: nobody should start a day of training by
+accident.
+
+    python -m pipeline.estimate [--confirm]   # what `dvc repro` would train now, and for how long
+
+Per train stage that `dvc status` calls stale, the seconds an epoch takes come from that setting's
+last training on this machine (recorded by the train stage, scaled to the images it will train
+on) or, where there is none, from a probe: a few training steps of its model on random images.
+With --confirm, an estimate over an hour asks before going on (when a terminal can answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import cli
+from pipeline.config import Params, load_params
+from pipeline.errors import PipelineError
+
+# Per setting, on top of its epochs: process start-ups, logging the model, evaluating the test
+# set and drawing the figures (about 40 s on the 2-core CPUs this was measured on).
+STAGE_OVERHEAD_SECONDS = 40
+CONFIRM_ABOVE_SECONDS = 3600
+PROBE_STEPS = 3
+
+
+@dataclass(frozen=True)
+class EpochTiming:
+    """One measured epoch: what it trained on and how long it took."""
+
+    machine: str
+    batch_size: int
+    train_images: int
+    val_images: int
+    seconds: float
+
+
+def this_machine() -> str:
+    """What an epoch's speed depends on, in one line: CPU model and count, host, GPUs."""
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
+    except OSError:
+        pass
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return f"{platform.node()} / {model} x{os.cpu_count()} / gpus {gpus or 'default'}"
+
+
+def timings_file(root: Path) -> Path:
+    return root / ".dvc" / "tmp" / "epoch-seconds.json"
+
+
+def load_timings(root: Path) -> dict[str, EpochTiming]:
+    path = timings_file(root)
+    if not path.exists():
+        return {}
+    return {name: EpochTiming(**record) for name, record in json.loads(path.read_text(encoding="utf-8")).items()}
+
+
+def record_timing(root: Path, setting: str, timing: EpochTiming) -> None:
+    """Keep a setting's latest epoch time (the train stage calls this once it has trained)."""
+    from dataclasses import asdict
+
+    from pipeline.outputs import write_json
+
+    records = {name: asdict(t) for name, t in load_timings(root).items()}
+    records[setting] = asdict(timing)
+    write_json(timings_file(root), records)
+
+
+def scaled_epoch_seconds(timing: EpochTiming, train_images: int, val_images: int) -> float:
+    """An epoch on other image counts: a training image costs about three forward passes
+    (forward, and the gradients of activations and weights), a validation image one."""
+    return timing.seconds * (3 * train_images + val_images) / (3 * timing.train_images + timing.val_images)
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def stale_train_stages(root: Path) -> list[str]:
+    """Settings whose train stage `dvc status` lists (changed or never run), in its order."""
+    result = subprocess.run(["dvc", "status", "--json"], cwd=root, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PipelineError(f"dvc status failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
+    return [stage.split("@", 1)[1] for stage in json.loads(result.stdout or "{}") if stage.startswith("train@")]
+
+
+def split_sizes(root: Path, dataset: str) -> tuple[int, int]:
+    """Training and validation image counts of the prepared data, or of the full splits."""
+    prepared = root / "data" / "prepared" / dataset
+    if (prepared / "y_train.npy").exists():
+        import numpy as np
+
+        return len(np.load(prepared / "y_train.npy")), len(np.load(prepared / "y_val.npy"))
+    return {"mnist": (54000, 6000), "cifar10": (45000, 5000)}[dataset]
+
+
+def probe_seconds_per_step(params: Params, setting: str) -> float:
+    """Median time of a training step of the setting's model on one random batch."""
+    import numpy as np
+
+    from pipeline import train
+    from pipeline.datasets import INPUT_SHAPES, num_classes
+    from pipeline.runtime import load_tensorflow
+
+    load_tensorflow()
+    job = train.stage_params(params, setting)
+    model, _ = train.build_compiled(job)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((job.train.batch_size, *INPUT_SHAPES[job.setting.dataset]), dtype=np.float32)
+    y = np.eye(num_classes(job.setting.dataset), dtype=np.float32)[rng.integers(0, 10, len(x))]
+    model.train_on_batch(x, y)  # traces the step
+    seconds = []
+    for _ in range(PROBE_STEPS):
+        started = time.perf_counter()
+        model.train_on_batch(x, y)
+        seconds.append(time.perf_counter() - started)
+    return sorted(seconds)[len(seconds) // 2]
+
+
+def estimate(params: Params, root: Path, settings: list[str]) -> list[tuple[str, float, str]]:
+    """(setting, seconds for all its epochs, where the epoch time came from) per setting."""
+    from pipeline.train import training_images
+
+    timings, machine = load_timings(root), this_machine()
+    rows = []
+    for name in settings:
+        setting = params.settings[name]
+        train_total, val_images = split_sizes(root, setting.dataset)
+        train_images = training_images(train_total, params.train.subset)
+        timing = timings.get(name)
+        if timing and timing.machine == machine and timing.batch_size == params.train.batch_size:
+            epoch, source = scaled_epoch_seconds(timing, train_images, val_images), "its last training here"
+        else:
+            step = probe_seconds_per_step(params, name)
+            steps = math.ceil(train_images / params.train.batch_size)
+            epoch, source = step * steps * (3 * train_images + val_images) / (3 * train_images), "a probe"
+        rows.append((name, params.train.epochs * epoch, f"{duration(epoch)}/epoch, from {source}"))
+    return rows
+
+
+def summary(params: Params, rows: list[tuple[str, float, str]]) -> tuple[float, str]:
+    total = sum(seconds for _, seconds, _ in rows) + STAGE_OVERHEAD_SECONDS * len(rows)
+    share = "" if params.train.subset == 1 else f" on {params.train.subset:.0%} of the images"
+    return total, (f"dvc repro will train {len(rows)} setting{'s' * (len(rows) != 1)} x {params.train.epochs} "
+                   f"epochs{share}: about {duration(total)} on this machine")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.estimate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--confirm", action="store_true", help="ask before a run over an hour (YES=1 skips)")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    root = Path.cwd()
+    stale = stale_train_stages(root)
+    if not stale:
+        print("dvc repro: no setting needs training", file=sys.stderr)
+        return
+    rows = estimate(params, root, stale)
+    total, line = summary(params, rows)
+    print(line, file=sys.stderr)
+    for name, seconds, source in rows:
+        print(f"  {name}: {duration(seconds)} ({source})", file=sys.stderr)
+    if args.confirm and total > CONFIRM_ABOVE_SECONDS and sys.stdin.isatty() and not os.environ.get("YES"):
+        if input("Start it? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise PipelineError("not started (make quick trains every setting briefly; YES=1 skips this question)")
+
+
+if __name__ == "__main__":
+    cli.run(main)
