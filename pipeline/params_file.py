@@ -116,3 +116,29 @@ def _lookup(raw: Any, loc: list[str]) -> Any:
         else:
             return _MISSING
     return node
+
+
+def with_values(text: str, values: dict[str, Any]) -> str:
+    """params.yaml's text with `key.path: value` pairs changed, its comments and layout kept.
+
+    Only existing keys: a new one would be a typo. Raises KeyError naming the first unknown path.
+    """
+    import io
+
+    from ruamel.yaml import YAML
+
+    document = YAML()  # round-trip: comments, order and flow style stay
+    data = document.load(text)
+    for path, value in values.items():
+        *parents, last = path.split(".")
+        node = data
+        for part in parents:
+            if not isinstance(node, dict) or part not in node:
+                raise KeyError(path)
+            node = node[part]
+        if not isinstance(node, dict) or last not in node:
+            raise KeyError(path)
+        node[last] = value
+    out = io.StringIO()
+    document.dump(data, out)
+    return out.getvalue()

@@ -15,7 +15,7 @@ import pytest
 from dvc.dependency.param import ParamsDependency
 from dvc.repo import Repo
 
-from pipeline.config import key_paths, load_params
+from pipeline.config import load_params
 from tests.helpers import REPO
 
 
@@ -41,6 +41,20 @@ class Recorder:
 
     def __getitem__(self, key):
         return self._child(str(key), self._value[key])
+
+
+def key_paths(obj, prefix: str = "") -> list[str]:
+    """Every leaf key path under a config object ('train.epochs', 'settings.x.kernel', ...)."""
+    if is_dataclass(obj):
+        children = {f.name: getattr(obj, f.name) for f in fields(obj)}
+    elif isinstance(obj, dict):
+        children = obj
+    else:
+        return [prefix]
+    paths = []
+    for name, child in children.items():
+        paths.extend(key_paths(child, f"{prefix}.{name}" if prefix else name))
+    return paths
 
 
 def _leaf_paths(params, seen: set[str]) -> set[str]:

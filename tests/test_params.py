@@ -155,7 +155,7 @@ def test_command_line_exits_with_one_line(tmp_path, text, key, problem):
     """What the user sees: exit 1 and one line on stderr naming file, key path and problem."""
     bad = tmp_path / "params.yaml"
     bad.write_text(text)
-    result = subprocess.run([sys.executable, "-m", "pipeline.config", "check", "--params", str(bad)],
+    result = subprocess.run([sys.executable, "-m", "pipeline.params", "check", "--params", str(bad)],
                             cwd=REPO, env=project_env(), capture_output=True, text=True)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith(f"error: {bad}: {key}") and result.stderr.count("\n") == 1, result.stderr

@@ -1,0 +1,71 @@
+"""`make quick` / `make full` (params size) and the training-time estimate, without training."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from pipeline.config import SIZES, load_params
+from pipeline.estimate import EpochTiming, duration, scaled_epoch_seconds, summary
+from pipeline.params import set_size
+from pipeline.params_file import with_values
+from tests.helpers import REPO
+
+
+@pytest.fixture
+def params_copy(tmp_path):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    return tmp_path / "params.yaml"
+
+
+def _train(path):
+    return yaml.safe_load(path.read_text())["train"]
+
+
+def test_quick_then_full_restores_the_values_quick_replaced_and_keeps_comments(params_copy):
+    text = params_copy.read_text().replace("batch_size: 128 ", "batch_size: 64  ")
+    params_copy.write_text(text)
+    set_size(params_copy, "quick")
+    quick = _train(params_copy)
+    assert {f"train.{k}": quick[k] for k in ("epochs", "subset", "batch_size")} == SIZES["quick"]
+    assert "# full passes over the training split" in params_copy.read_text()
+    set_size(params_copy, "quick")  # twice: what it replaced the first time is still what full restores
+    set_size(params_copy, "full")
+    assert params_copy.read_text() == text
+    assert not (params_copy.parent / ".dvc" / "tmp" / "size-before-quick.json").exists()
+
+
+def test_full_without_a_quick_before_it_is_the_homeworks_size(params_copy):
+    set_size(params_copy, "full")
+    assert _train(params_copy)["epochs"] == 50 and not load_params(params_copy).train.smoke_run
+
+
+def test_a_user_edit_made_at_the_quick_size_survives_full(params_copy):
+    set_size(params_copy, "quick")
+    params_copy.write_text(params_copy.read_text().replace("l2: 0.001", "l2: 0.01"))
+    set_size(params_copy, "full")
+    assert load_params(params_copy).settings["mnist-k3-s1-l2"].l2 == 0.01
+
+
+def test_with_values_refuses_a_key_that_does_not_exist():
+    with pytest.raises(KeyError, match="train.epoch"):
+        with_values((REPO / "params.yaml").read_text(), {"train.epoch": 3})
+
+
+def test_an_epoch_time_scales_with_the_images_it_sees():
+    # 1000 training images and 100 validation images took 31 s: 10 s per 1000 image-passes
+    timing = EpochTiming("m", 32, train_images=1000, val_images=100, seconds=31.0)
+    assert scaled_epoch_seconds(timing, 10_000, 100) == pytest.approx(301.0)
+
+
+def test_durations_read_as_a_person_would_say_them():
+    assert [duration(s) for s in (42, 600, 5400, 86400)] == ["42 s", "10 min", "1.5 h", "24.0 h"]
+
+
+def test_summary_names_settings_epochs_and_size():
+    params = load_params(REPO / "params.yaml")
+    total, line = summary(params, [("a", 3600.0, ""), ("b", 1800.0, "")])
+    assert total == 5400 + 2 * 40
+    assert line == "dvc repro will train 2 settings x 50 epochs: about 1.5 h on this machine"
