@@ -19,6 +19,13 @@ def first_setting(params: Params, dataset: str) -> str | None:
     return next((name for name, s in params.settings.items() if s.dataset == dataset), None)
 
 
+def bench_job(params: Params, name: str, data: Path = Path()):
+    """The job the train stage would run for a setting's first seed, on the data in `data`."""
+    from pipeline.job import TrainJob, stage_params
+
+    return TrainJob(name, *stage_params(params, name), data=data, data_md5="bench", seed=params.seeds[0])
+
+
 def bench_data(source: Path, dataset: str, train_samples: int, val_samples: int, out: Path) -> str:
     """Write the splits the benchmark trains on (the prepared ones, cut, or random) to `out`."""
     out.mkdir(parents=True, exist_ok=True)

@@ -28,10 +28,12 @@ def train_once(setting: str, epochs: int, deterministic: bool, work: Path, tag: 
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     out = work / tag
     dataset = params["settings"][setting]["dataset"]
-    command = [sys.executable, "-m", "pipeline.train", setting, str(ROOT / "data" / "prepared" / dataset),
-               str(out / "model.keras"), str(out / "run.json"), str(out / "metrics.json"), str(out / "history.csv"),
-               "--params", str(params_file)]
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'store.db'}"}
+    subprocess.run([sys.executable, "-m", "pipeline.job", setting, str(ROOT / "data" / "prepared" / dataset),
+                    str(out / "job.json"), "--params", str(params_file)], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    command = [sys.executable, "-m", "pipeline.train", str(out / "job.json"), "0", str(out / "model.keras"),
+               str(out / "run.json"), str(out / "metrics.json"), str(out / "history.csv")]
     subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
     return json.loads((out / "metrics.json").read_text())
 

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from bench.common import first_setting, table
+from bench.common import bench_job, first_setting, table
 from pipeline import cli
 from pipeline.config import load_params
 
@@ -21,7 +21,7 @@ def layer_profile(params, batch_size: int, repeats: int) -> list[dict]:
 
     from pipeline import train
 
-    job = train.stage_params(params, first_setting(params, "cifar10"))
+    job = bench_job(params, first_setting(params, "cifar10"))
     model, _ = train.build_compiled(job)
     rows = []
     for layer in model.layers:

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import add_data_arguments, bench_data, first_setting, load_arrays, steady, table, timed_fit
+from bench.common import add_data_arguments, bench_data, bench_job, first_setting, load_arrays, steady, table, timed_fit
 from pipeline import cli
 from pipeline.config import Params, load_params
 from pipeline.datasets import num_classes
@@ -30,7 +30,6 @@ from pipeline.errors import PipelineError
 def run_options(params: Params, args, work: Path) -> list[dict]:
     import keras
 
-    from pipeline import train
     from pipeline.models import build_model, compile_model
 
     rows = []
@@ -45,12 +44,12 @@ def run_options(params: Params, args, work: Path) -> list[dict]:
             bench_data(args.data, dataset, args.train_samples, args.val_samples, data)
             arrays_of[dataset] = load_arrays(data)
         arrays = arrays_of[dataset]
-        job = train.stage_params(params, name)
+        job = bench_job(params, name)
         row = {"setting": name, "backend": keras.backend.backend(), "precision": precision, "jit_compile": jit,
                "batch_size": batch, "steps_per_execution": args.steps_per_execution}
         try:
             keras.backend.clear_session()
-            keras.utils.set_random_seed(job.train.seed)
+            keras.utils.set_random_seed(job.seed)
             keras.mixed_precision.set_global_policy(precision)
             model = compile_model(build_model(name, job.setting, job.model), job.train.learning_rate,
                                   jit_compile=jit, steps_per_execution=args.steps_per_execution)

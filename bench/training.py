@@ -29,6 +29,7 @@ from pathlib import Path
 from bench.common import (
     add_data_arguments,
     bench_data,
+    bench_job,
     epoch_flops,
     first_setting,
     forward_flops,
@@ -64,7 +65,7 @@ def plain_keras(job, data: Path, epochs: int) -> list[float]:
 
     from pipeline.models import build_model, compile_model
 
-    keras.utils.set_random_seed(job.train.seed)
+    keras.utils.set_random_seed(job.seed)
     keras.mixed_precision.set_global_policy("float32")
     model = compile_model(build_model(job.name, job.setting, job.model), job.train.learning_rate)
     return timed_fit(model, num_classes(job.setting.dataset), *load_arrays(data), job.train.batch_size, epochs)
@@ -83,23 +84,22 @@ def pipeline_path(job, data: Path, work: Path) -> tuple[list[float], list[float]
     with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
         resume = Resume(work / "backup" / job.name, "bench")
         with contextlib.redirect_stdout(sys.stderr):  # Keras' epoch lines; stdout holds the table
-            model, rows, _, _ = train.fit(job, data, logging, run.info.run_id, resume)
+            model, rows, _, _ = train.fit(job, logging, run.info.run_id, resume)
         resume.clear()
     return [row["seconds"] for row in rows], logging.seconds, model
 
 
 def compare(params: Params, args, work: Path) -> list[dict]:
-    from pipeline import train
 
     results = []
     for dataset in args.datasets:
         name = first_setting(params, dataset)
         if name is None:
             continue
-        job = train.stage_params(params, name)
-        # the benchmark picks the images (--train-samples): no further subset
-        job = replace(job, train=replace(job.train, epochs=args.epochs, subset=1.0))
         data = work / "data" / dataset
+        # the benchmark picks the images (--train-samples): no further subset
+        job = bench_job(params, name, data)
+        job = replace(job, train=replace(job.train, epochs=args.epochs, subset=1.0))
         source = bench_data(args.data, dataset, args.train_samples, args.val_samples, data)
         n_train, n_val = (len(a) for a in load_arrays(data)[1::2])
         print(f"{name}: {n_train} train / {n_val} val images ({source}), {args.rounds} x {args.epochs} epochs per path",

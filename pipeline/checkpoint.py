@@ -1,6 +1,6 @@
 """Resuming an interrupted training: where it left off, and the per-epoch checkpoint that records it.
 
-State lives under `.dvc/tmp/train-backup/<setting>/`, a directory that is no DVC output (DVC
+State lives under `.dvc/tmp/train-backup/<setting>/seed<k>/`, a directory that is no DVC output (DVC
 deletes those before a stage runs), beside Keras' BackupAndRestore files, and is used only
 while the job (hyperparameters, data, tracking store) is the same.
 """
@@ -25,8 +25,8 @@ def fingerprint(run_params: dict, data_digest: str, tracking_uri: str) -> str:
     return hashlib.md5(json.dumps([run_params, data_digest, tracking_uri], sort_keys=True).encode()).hexdigest()
 
 
-def backup_dir(root: Path, setting: str) -> Path:
-    return root / ".dvc" / "tmp" / "train-backup" / setting
+def backup_dir(root: Path, setting: str, seed: int) -> Path:
+    return root / ".dvc" / "tmp" / "train-backup" / setting / f"seed{seed}"
 
 
 @dataclass

@@ -51,7 +51,6 @@ class TrainConfig:
     epochs: PositiveInt
     batch_size: PositiveInt
     learning_rate: Annotated[float, Strict(), Field(gt=0.0)]
-    seed: Seed
     deterministic: Annotated[bool, Strict()]
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"]
     jit_compile: Annotated[bool, Strict()]
@@ -123,6 +122,7 @@ class PlotConfig:
 @dataclass(config=_STRICT)
 class Params:
     preprocess: PreprocessConfig
+    seeds: tuple[Seed, ...]
     train: TrainConfig
     models: ModelsConfig
     settings: dict[str, Setting]
@@ -151,11 +151,20 @@ def parse_params(raw: Any, path: Path | str = "params.yaml") -> Params:
     except TypeError as exc:
         # Params(**raw) itself rejects unknown/missing top-level sections before pydantic runs.
         raise ParamsError(path, "", top_level_problem(raw, [f.name for f in fields(Params)])) from exc
+    _check_seeds(params.seeds, path)
     _check_settings(params, path)
     return params
 
 
 _SETTING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _check_seeds(seeds: tuple[int, ...], path: Path | str) -> None:
+    if not seeds:
+        raise ParamsError(path, "seeds", "no seeds: list at least one, e.g. [0]")
+    twice = next((seed for seed in seeds if seeds.count(seed) > 1), None)
+    if twice is not None:
+        raise ParamsError(path, "seeds", f"lists seed {twice} twice")
 
 
 def _check_settings(params: Params, path: Path | str) -> None:

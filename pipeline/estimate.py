@@ -92,12 +92,14 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def stale_train_stages(root: Path) -> list[str]:
-    """Settings whose train stage `dvc status` lists (changed or never run), in its order."""
+def stale_train_stages(root: Path, params: Params) -> list[str]:
+    """The settings of the train stages `dvc status` lists (changed or never run), once per
+    (setting, seed) stage, in params.yaml's order."""
     result = subprocess.run(["dvc", "status", "--json"], cwd=root, capture_output=True, text=True)
     if result.returncode != 0:
         raise PipelineError(f"dvc status failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
-    return [stage.split("@", 1)[1] for stage in json.loads(result.stdout or "{}") if stage.startswith("train@")]
+    stale = set(json.loads(result.stdout or "{}"))
+    return [name for name in params.settings for seed in params.seeds if f"train@{name}-{seed}" in stale]
 
 
 def split_sizes(root: Path, dataset: str) -> tuple[int, int]:
@@ -116,10 +118,11 @@ def probe_seconds_per_step(params: Params, setting: str) -> float:
 
     from pipeline import train
     from pipeline.datasets import INPUT_SHAPES, num_classes
+    from pipeline.job import TrainJob, stage_params
     from pipeline.runtime import load_tensorflow
 
     load_tensorflow()
-    job = train.stage_params(params, setting)
+    job = TrainJob(setting, *stage_params(params, setting), data=Path(), data_md5="probe")
     model, _ = train.build_compiled(job)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((job.train.batch_size, *INPUT_SHAPES[job.setting.dataset]), dtype=np.float32)
@@ -137,7 +140,7 @@ def estimate(params: Params, root: Path, settings: list[str]) -> list[tuple[str,
     """(setting, seconds for all its epochs, where the epoch time came from) per setting."""
     from pipeline.train import training_images
 
-    timings, machine = load_timings(root), this_machine()
+    timings, machine, probed = load_timings(root), this_machine(), {}
     rows = []
     for name in settings:
         setting = params.settings[name]
@@ -147,7 +150,7 @@ def estimate(params: Params, root: Path, settings: list[str]) -> list[tuple[str,
         if timing and timing.machine == machine and timing.batch_size == params.train.batch_size:
             epoch, source = scaled_epoch_seconds(timing, train_images, val_images), "its last training here"
         else:
-            step = probe_seconds_per_step(params, name)
+            step = probed[name] = probed.get(name) or probe_seconds_per_step(params, name)
             steps = math.ceil(train_images / params.train.batch_size)
             epoch, source = step * steps * (3 * train_images + val_images) / (3 * train_images), "a probe"
         rows.append((name, params.train.epochs * epoch, f"{duration(epoch)}/epoch, from {source}"))
@@ -157,8 +160,11 @@ def estimate(params: Params, root: Path, settings: list[str]) -> list[tuple[str,
 def summary(params: Params, rows: list[tuple[str, float, str]]) -> tuple[float, str]:
     total = sum(seconds for _, seconds, _ in rows) + STAGE_OVERHEAD_SECONDS * len(rows)
     share = "" if params.train.subset == 1 else f" on {params.train.subset:.0%} of the images"
-    return total, (f"dvc repro will train {len(rows)} setting{'s' * (len(rows) != 1)} x {params.train.epochs} "
-                   f"epochs{share}: about {duration(total)} on this machine")
+    settings = len({name for name, _, _ in rows})
+    what = f"{settings} setting{'s' * (settings != 1)}" if len(rows) == settings else \
+        f"{len(rows)} runs of {settings} settings"
+    return total, (f"dvc repro will train {what} x {params.train.epochs} epochs{share}: about {duration(total)} "
+                   "on this machine")
 
 
 def main(argv=None) -> None:
@@ -169,7 +175,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     root = Path.cwd()
-    stale = stale_train_stages(root)
+    stale = stale_train_stages(root, params)
     if not stale:
         print("dvc repro: no setting needs training", file=sys.stderr)
         return

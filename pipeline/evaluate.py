@@ -1,4 +1,4 @@
-"""evaluate stage: one setting's trained model on the test split.
+"""evaluate stage: one (setting, seed)'s trained model on the test split.
 
 Writes test loss/accuracy and per-class accuracy (a DVC metric), the confusion pairs (a DVC plot
 with the `confusion` template) and the test predictions with their confidences; logs the same
@@ -11,26 +11,15 @@ import argparse
 import csv
 import io
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline import cli
-from pipeline.config import Params, load_params
 from pipeline.datasets import CLASS_NAMES
+from pipeline.job import load_job
 from pipeline.outputs import atomic_file, write_json, write_text
 from pipeline.runtime import load_tensorflow
-
-
-@dataclass(frozen=True)
-class EvaluateJob:
-    dataset: str
-
-
-def stage_params(params: Params, name: str) -> EvaluateJob:
-    """The part of params.yaml this stage reads (dvc.yaml declares the same keys)."""
-    return EvaluateJob(params.settings[name].dataset)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> np.ndarray:
@@ -76,16 +65,14 @@ def evaluation(probabilities: np.ndarray, y_true: np.ndarray, loss: float, names
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.evaluate", description=__doc__)
-    parser.add_argument("setting", help="a key under `settings:` in params.yaml")
-    parser.add_argument("data", type=Path, help="prepared data directory of the setting's dataset")
+    parser.add_argument("job", type=Path, help="the setting's job file: its dataset and data")
     parser.add_argument("model", type=Path, help="the trained .keras model")
     parser.add_argument("run", type=Path, help="run-id JSON written by the train stage")
     parser.add_argument("metrics", type=Path, help="JSON with test metrics (written)")
     parser.add_argument("confusion", type=Path, help="CSV actual,predicted per test image (written)")
     parser.add_argument("predictions", type=Path, help=".npy of test-set class probabilities (written)")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    job = stage_params(load_params(args.params, setting=args.setting), args.setting)
+    job = load_job(args.job, seed=0)  # which seed trained the model does not matter here
     names = CLASS_NAMES[job.dataset]
 
     from pipeline import tracking
@@ -98,8 +85,8 @@ def main(argv=None) -> None:
         import mlflow
 
         model = keras.models.load_model(args.model)
-        x_test = np.load(args.data / "x_test.npy", mmap_mode="r")
-        y_test = np.load(args.data / "y_test.npy")
+        x_test = np.load(job.data / "x_test.npy", mmap_mode="r")
+        y_test = np.load(job.data / "y_test.npy")
         probabilities = model.predict(np.asarray(x_test), batch_size=512, verbose=0)
         loss = model.evaluate(np.asarray(x_test), keras.utils.to_categorical(y_test, len(names)), batch_size=512,
                               verbose=0, return_dict=True)["loss"]
@@ -115,7 +102,7 @@ def main(argv=None) -> None:
                            run_id=run_id)
         mlflow.log_dict(results, "evaluation/test_metrics.json", run_id=run_id)
         mlflow.log_artifact(str(args.confusion), "evaluation", run_id=run_id)
-    print(f"{args.setting}: test_accuracy {results['test_accuracy']:.4f}, test_loss {results['test_loss']:.4f}",
+    print(f"{args.model}: test_accuracy {results['test_accuracy']:.4f}, test_loss {results['test_loss']:.4f}",
           file=sys.stderr)
 
 

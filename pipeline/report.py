@@ -1,10 +1,13 @@
-"""report stage: one HW2-style report over every setting, in Markdown and self-contained HTML.
+"""report stage: one HW2-style report over every setting and seed, in Markdown and self-contained HTML.
 
 For each dataset and sweep, the homework's table (setting | Train loss | Train acc | Val acc |
-Test acc) with the homework's numbers beside ours, comparison figures, the most confused class
-pairs, each setting's figures and architecture summary, and where every number came from
-(`pipeline.report_build` builds it). The report and its figures are also logged to MLflow, as a
-run of the experiment `hw2-report`, and the training runs behind it get the tag `current=true`.
+Test acc) as mean ± std over the seeds, the homework's numbers beside ours, and a verdict on
+each difference; comparison figures, the most confused class pairs, each setting's figures and
+architecture, and where every number came from (`pipeline.report_build` builds it).
+
+Also writes the per-setting aggregates (a DVC metric) and, in MLflow, nests each setting's seed
+runs under one parent run that carries them; logs the report as a run of the experiment
+`hw2-report`; and tags the runs behind the workspace's results `current=true`.
 """
 
 from __future__ import annotations
@@ -14,52 +17,67 @@ import base64
 import json
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from pipeline import cli
-from pipeline.config import Params, Setting, is_smoke_run, load_params
+from pipeline.config import Params, Setting, load_params
+from pipeline.errors import PipelineError
 from pipeline.history import read_history
-from pipeline.outputs import atomic_dir, write_text
-from pipeline.report_build import Architecture, Result, build_report
+from pipeline.job import TrainJob, load_job, run_params
+from pipeline.outputs import atomic_dir, write_json, write_text
+from pipeline.report_build import Architecture, Result, SeedResult, aggregates, build_report, mean_curve
 from pipeline.runtime import load_tensorflow
 
 
 @dataclass(frozen=True)
 class ReportJob:
     settings: dict[str, Setting]
-    epochs: int
-    subset: float
+    seeds: tuple[int, ...]
 
 
 def stage_params(params: Params, item: str = "") -> ReportJob:
     """The part of params.yaml this stage reads (dvc.yaml declares the same keys)."""
-    return ReportJob(params.settings, params.train.epochs, params.train.subset)
+    return ReportJob(params.settings, params.seeds)
 
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_result(name: str, setting: Setting, args, client) -> Result:
-    """One setting's outputs of the train, evaluate and plot stages, and its model's weights."""
+def seed_result(name: str, seed: int, y_test: np.ndarray, args) -> SeedResult | None:
+    """One seed's outputs of the train and evaluate stages; None if any is not there (yet)."""
+    files = [args.runs / name / f"seed{seed}.json", args.metrics / "train" / name / f"seed{seed}.json",
+             args.metrics / "eval" / name / f"seed{seed}.json", args.history / name / f"seed{seed}.csv",
+             args.predictions / name / f"seed{seed}.npy"]
+    if not all(path.exists() for path in files):
+        return None
+    run, train, test, history, predictions = files
+    correct = np.load(predictions).argmax(axis=1) == y_test
+    return SeedResult(seed, read_json(train), read_json(test), read_history(history), correct,
+                      read_json(run)["run_id"])
+
+
+def load_result(name: str, setting: Setting, seeds: tuple[int, ...], args) -> tuple[Result, TrainJob]:
     import keras
 
     from pipeline.models import summary_rows, weighted_layers
 
-    run_id = read_json(args.runs / f"{name}.json")["run_id"]
-    model = keras.models.load_model(args.models / f"{name}.keras")
-    return Result(
-        name, setting,
-        read_json(args.metrics / "train" / f"{name}.json"),
-        read_json(args.metrics / "eval" / f"{name}.json"),
-        read_history(args.history / f"{name}.csv"),
-        run_id, client.get_run(run_id).data.tags.get("data_md5", "unknown"),
-        Architecture(*summary_rows(model)),
-        [(layer, kernel) for layer, kernel, _ in weighted_layers(model)],
-    )
+    job = load_job(args.jobs / f"{name}.json", seeds[0])
+    y_test = np.load(job.data / "y_test.npy")
+    found = {seed: seed_result(name, seed, y_test, args) for seed in seeds}
+    runs = [run for run in found.values() if run is not None]
+    if not runs:
+        raise PipelineError(f"setting {name}: no results for any of its seeds {list(seeds)} (run dvc repro)")
+    model = keras.models.load_model(args.models / name / f"seed{runs[0].seed}.keras")
+    result = Result(name, setting, runs, [seed for seed, run in found.items() if run is None],
+                    job.train.epochs, job.train.subset, job.data_md5, Architecture(*summary_rows(model)),
+                    [(layer, kernel) for layer, kernel, _ in weighted_layers(model)])
+    return result, job
 
 
 HTML_PAGE = """<!doctype html>
@@ -90,6 +108,53 @@ def to_html(markdown: str, base: Path) -> str:
     return embed_images(HTML_PAGE.format(body=body), base)
 
 
+def group_seeds(client, result: Result, job: TrainJob, metrics: dict[str, float]) -> str:
+    """The setting's parent run for these seeds of this job, with the aggregates and mean curves,
+    its seed runs nested under it (mlflow.parentRunId); its id.
+
+    MLflow cannot rewrite a metric's history, so a parent belongs to one set of seeds: when a seed
+    is added, a new parent takes the seed runs over and the old one is deleted, and the setting
+    still shows as one row that opens onto all its seeds."""
+    seeds = ",".join(str(run.seed) for run in result.runs)
+    from mlflow.entities import Metric, Param
+
+    experiment = client.get_run(result.runs[0].run_id).info.experiment_id
+    parents = client.search_runs([experiment], filter_string=f"tags.kind = 'parent' and tags.setting = "
+                                 f"'{result.name}' and tags.job = '{job.digest}'")
+    parent = next((run for run in parents if run.data.tags.get("seeds") == seeds), None)
+    if parent is None:
+        smoke = str(job.train.smoke_run).lower()
+        parent = client.create_run(experiment, run_name=result.name, tags={
+            "setting": result.name, "kind": "parent", "job": job.digest, "seeds": seeds, "dataset": job.dataset,
+            "smoke_run": smoke, "data_md5": job.data_md5})
+        now = int(time.time() * 1000)
+        curves = [Metric(f"mean_{column}", float(value), now, int(epoch))
+                  for column in ("loss", "accuracy", "val_loss", "val_accuracy")
+                  for epoch, value in zip(*mean_curve(result, column)[:2])]
+        params = {**{k: v for k, v in run_params(job).items() if k != "seed"}, "seeds": seeds}
+        client.log_batch(parent.info.run_id, metrics=curves + [Metric(k, v, now, 0) for k, v in metrics.items()],
+                         params=[Param(k, str(v)) for k, v in params.items()])
+        client.set_terminated(parent.info.run_id, "FINISHED")
+    for run in result.runs:
+        client.set_tag(run.run_id, "mlflow.parentRunId", parent.info.run_id)
+    for old in parents:
+        if old.info.run_id != parent.info.run_id:
+            client.delete_run(old.info.run_id)
+    return parent.info.run_id
+
+
+def mark_current(client, name: str, run_ids: set[str], sweeps: tuple[str, ...]) -> None:
+    """Tag the runs this workspace's outputs come from `current=true` (and their sweeps), and no
+    other run of the setting: several runs of one setting pile up as params change."""
+    experiment = client.get_run(next(iter(run_ids))).info.experiment_id
+    for run in client.search_runs([experiment], filter_string=f"tags.setting = '{name}' and tags.current = 'true'"):
+        if run.info.run_id not in run_ids:
+            client.delete_tag(run.info.run_id, "current")
+    for run_id in run_ids:
+        client.set_tag(run_id, "current", "true")
+        client.set_tag(run_id, "sweeps", ",".join(sweeps))
+
+
 def log_report(args, smoke: bool) -> None:
     """The report and its figures as one run of their own experiment (not among the training
     runs, whose metric charts would list it without data)."""
@@ -106,35 +171,16 @@ def log_report(args, smoke: bool) -> None:
         mlflow.log_artifacts(str(args.summary), "report/summary")
 
 
-def mark_current(client, results: dict[str, Result]) -> None:
-    """Tag the runs this workspace's outputs come from `current=true`, and no other run of their
-    settings: several runs of one setting pile up in an experiment as params change."""
-    from pipeline import tracking
-
-    if Path.cwd().resolve() != tracking.project_root():
-        return  # a DVC experiment in a temporary workspace: the main workspace did not change
-    for result in results.values():
-        experiment = client.get_run(result.run_id).info.experiment_id
-        earlier = client.search_runs([experiment], filter_string=f"tags.setting = '{result.name}' "
-                                     "and tags.current = 'true'")
-        for run in earlier:
-            if run.info.run_id != result.run_id:
-                client.delete_tag(run.info.run_id, "current")
-        client.set_tag(result.run_id, "current", "true")
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--metrics", type=Path, required=True, help="metrics/train and metrics/eval")
-    parser.add_argument("--history", type=Path, required=True)
-    parser.add_argument("--runs", type=Path, required=True)
-    parser.add_argument("--models", type=Path, required=True)
-    parser.add_argument("--figures", type=Path, required=True, help="per-setting figures")
-    parser.add_argument("--homework", type=Path, required=True, help="the homework's numbers (YAML)")
-    parser.add_argument("--out", type=Path, required=True, help="Markdown report (written)")
-    parser.add_argument("--html", type=Path, required=True, help="HTML report (written)")
-    parser.add_argument("--summary", type=Path, required=True, help="comparison figures (written)")
+    for name, what in (("jobs", "job files"), ("metrics", "metrics/train and metrics/eval"),
+                       ("history", "per-epoch CSVs"), ("runs", "run-id files"), ("models", "trained models"),
+                       ("predictions", "test predictions"), ("figures", "per-setting figures"),
+                       ("homework", "the homework's numbers (YAML)"), ("out", "Markdown report (written)"),
+                       ("html", "HTML report (written)"), ("summary", "comparison figures (written)"),
+                       ("aggregates", "per-setting mean/std/n/CI JSON (written)")):
+        parser.add_argument(f"--{name}", type=Path, required=True, help=what)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     job = stage_params(load_params(args.params))
@@ -144,19 +190,26 @@ def main(argv=None) -> None:
 
     from pipeline import tracking
 
-    tracking.connect(tracking.project_root())
+    root = tracking.project_root()
+    tracking.connect(root)
     load_tensorflow()
     client = mlflow.MlflowClient()
-    results = {name: load_result(name, setting, args, client) for name, setting in job.settings.items()}
-    report = build_report(results, job.epochs, job.subset, homework)
+    loaded = {name: load_result(name, setting, job.seeds, args) for name, setting in job.settings.items()}
+    results = {name: result for name, (result, _) in loaded.items()}
+    report = build_report(results, homework)
+    summaries = aggregates(results)
 
     with atomic_dir(args.summary) as tmp:
         for name, figure in report.figures.items():
             figure.savefig(tmp / f"{name}.png", dpi=110)
     write_text(args.out, report.markdown)
     write_text(args.html, to_html(report.markdown, args.out.parent))
-    log_report(args, is_smoke_run(job.epochs, job.subset))
-    mark_current(client, results)
+    write_json(args.aggregates, summaries)
+    for name, (result, setting_job) in loaded.items():
+        parent = group_seeds(client, result, setting_job, summaries[name])
+        if Path.cwd().resolve() == root:  # not a DVC experiment in a temporary workspace
+            mark_current(client, name, {parent, *(run.run_id for run in result.runs)}, result.setting.sweeps)
+    log_report(args, report.smoke)
     print(f"report: {args.out} and {args.html} ({len(results)} settings)", file=sys.stderr)
 
 

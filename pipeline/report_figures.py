@@ -7,12 +7,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 
-def val_curves_figure(title: str, curves: list[tuple[str, np.ndarray, np.ndarray]]) -> Figure:
-    """(label, epochs, validation accuracy) per setting, on one set of axes."""
+def val_curves_figure(title: str, curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> Figure:
+    """(label, epochs, mean, std over seeds) of the validation accuracy per setting: a line, and a
+    band of one standard deviation where there are several seeds."""
     figure = Figure(figsize=(7, 4), layout="constrained")
     axes = figure.subplots()
-    for label, epochs, accuracy in curves:
-        axes.plot(epochs, accuracy, marker="o", label=label)
+    for label, epochs, mean, std in curves:
+        line, = axes.plot(epochs, mean, marker="o", markersize=3, label=label)
+        if np.any(std > 0):
+            axes.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     axes.set(xlabel="epoch", ylabel="validation accuracy", title=f"{title}: validation accuracy per epoch")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
@@ -20,12 +23,15 @@ def val_curves_figure(title: str, curves: list[tuple[str, np.ndarray, np.ndarray
     return figure
 
 
-def test_accuracy_figure(title: str, axis_label: str, labels: list[str], values: list[float]) -> Figure:
+def test_accuracy_figure(title: str, axis_label: str, labels: list[str], values: list) -> Figure:
+    """Mean test accuracy per setting (stats.Aggregate), with its 95 % interval over the seeds."""
     figure = Figure(figsize=(6, 3.8), layout="constrained")
     axes = figure.subplots()
-    bars = axes.bar(labels, values, color="tab:blue")
-    axes.bar_label(bars, labels=[f"{v:.2%}" for v in values])
-    low = min(values)
+    means = [v.mean for v in values]
+    errors = np.array([[v.mean - v.ci_low for v in values], [v.ci_high - v.mean for v in values]])
+    bars = axes.bar(labels, means, color="tab:blue", yerr=errors if errors.any() else None, capsize=4)
+    axes.bar_label(bars, labels=[f"{m:.2%}" for m in means], label_type="center", color="white")
+    low = min(min(means), min(v.ci_low for v in values))
     axes.set_ylim(max(0.0, low - (1 - low) * 0.5 - 0.01), 1.0)
     axes.set(xlabel=axis_label, ylabel="test accuracy", title=f"{title}: test accuracy")
     return figure

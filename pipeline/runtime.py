@@ -34,7 +34,7 @@ def load_tensorflow() -> None:
         import tensorflow  # noqa: F401
 
 
-def configure_runtime(train: TrainConfig):
+def configure_runtime(train: TrainConfig, seed: int):
     """Seed, determinism, precision policy, GPU memory growth; return the strategy that models
     must be built under (the default one unless `distribute: mirrored`)."""
     import keras
@@ -43,7 +43,7 @@ def configure_runtime(train: TrainConfig):
     for gpu in tf.config.list_physical_devices("GPU"):
         # settings run side by side on one GPU: each takes memory as it needs it, not all of it
         tf.config.experimental.set_memory_growth(gpu, True)
-    keras.utils.set_random_seed(train.seed)
+    keras.utils.set_random_seed(seed)
     if train.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(train.precision)

@@ -1,4 +1,4 @@
-"""train stage: train one setting of params.yaml; one MLflow run, tracked per epoch.
+"""train stage: train one setting with one seed, as its job file says; one MLflow run, tracked per epoch.
 
 Writes the Keras model (.keras), the run id (JSON: evaluate and plot add to the same run), the
 final train/val metrics (a DVC metric) and the per-epoch history (CSV, a DVC plot).
@@ -12,44 +12,20 @@ import statistics
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline import cli
 from pipeline.checkpoint import Resume, backup_dir, epoch_checkpoint, fingerprint
-from pipeline.config import Cifar10ModelConfig, MnistModelConfig, Params, Setting, TrainConfig, load_params
 from pipeline.datasets import num_classes
 from pipeline.errors import PipelineError
 from pipeline.estimate import EpochTiming, record_timing, this_machine
 from pipeline.history import final_metrics, first_non_finite, history_csv
+from pipeline.job import TrainJob, load_job, run_params
 from pipeline.outputs import atomic_file, write_json, write_text
-from pipeline.provenance import data_md5, git_commit
+from pipeline.provenance import git_commit
 from pipeline.runtime import load_tensorflow
-
-
-@dataclass(frozen=True)
-class TrainJob:
-    name: str
-    setting: Setting
-    model: MnistModelConfig | Cifar10ModelConfig
-    train: TrainConfig
-
-
-def stage_params(params: Params, name: str) -> TrainJob:
-    """The part of params.yaml this stage reads (dvc.yaml declares the same keys)."""
-    setting = params.settings[name]
-    return TrainJob(name, setting, getattr(params.models, setting.dataset), params.train)
-
-
-def run_params(job: TrainJob) -> dict[str, object]:
-    """Every hyperparameter of params.yaml that the job uses, flat, as MLflow params."""
-    flat: dict[str, object] = {"setting": job.name}
-    flat.update({k: v for k, v in asdict(job.setting).items() if k != "sweeps"})
-    flat.update({f"model.{k}": v for k, v in asdict(job.model).items()})
-    flat.update({f"train.{k}": v for k, v in asdict(job.train).items()})
-    return flat
 
 
 def training_images(count: int, share: float) -> int:
@@ -98,14 +74,14 @@ def build_compiled(job: TrainJob):
     from pipeline.models import build_model, compile_model
     from pipeline.runtime import configure_runtime
 
-    strategy = configure_runtime(job.train)
+    strategy = configure_runtime(job.train, job.seed)
     with strategy.scope():
         model = build_model(job.name, job.setting, job.model)
         return compile_model(model, job.train.learning_rate, jit_compile=job.train.jit_compile,
                              steps_per_execution=job.train.steps_per_execution), strategy
 
 
-def fit(job: TrainJob, data_dir: Path, mlflow, run_id: str, resume: Resume):
+def fit(job: TrainJob, mlflow, run_id: str, resume: Resume):
     """Train, resuming from the last finished epoch if a backup exists; return the model, the
     rows of every finished epoch (also when stopped early on NaN), the arrays and the strategy.
 
@@ -113,11 +89,11 @@ def fit(job: TrainJob, data_dir: Path, mlflow, run_id: str, resume: Resume):
     import keras
 
     model, strategy = build_compiled(job)
-    x_train, y_train = load_split(data_dir, "train")
-    subset = training_subset(len(y_train), job.train.subset, job.train.seed)
+    x_train, y_train = load_split(job.data, "train")
+    subset = training_subset(len(y_train), job.train.subset, job.seed)
     if subset is not None:
         x_train, y_train = x_train[subset], y_train[subset]
-    x_val, y_val = load_split(data_dir, "val")
+    x_val, y_val = load_split(job.data, "val")
     checkpoint = epoch_checkpoint(mlflow, run_id, resume)
     classes = num_classes(job.setting.dataset)
     # In-memory arrays: on this CPU a tf.data pipeline from the memory-mapped files measured the
@@ -126,13 +102,14 @@ def fit(job: TrainJob, data_dir: Path, mlflow, run_id: str, resume: Resume):
         np.asarray(x_train), keras.utils.to_categorical(y_train, classes),
         validation_data=(np.asarray(x_val), keras.utils.to_categorical(y_val, classes)),
         epochs=job.train.epochs, batch_size=job.train.batch_size, shuffle=True,
-        callbacks=[checkpoint, keras.callbacks.TerminateOnNaN(), progress_note(job.name, job.train.epochs)],
+        callbacks=[checkpoint, keras.callbacks.TerminateOnNaN(), progress_note(f"{job.name} seed {job.seed}",
+                                                                              job.train.epochs)],
         verbose=1 if sys.stdout.isatty() else 2,
     )
     return model, checkpoint.rows, (x_train, y_train, x_val, y_val), strategy
 
 
-def log_data_inputs(mlflow, dataset: str, arrays, data_dir: Path) -> None:
+def log_data_inputs(mlflow, job: TrainJob, arrays) -> None:
     """Record the training and validation data (MLflow digests the first rows of each)."""
     x_train, y_train, x_val, y_val = arrays
     for context, split, x, y in (("training", "train", x_train, y_train), ("validation", "val", x_val, y_val)):
@@ -140,7 +117,7 @@ def log_data_inputs(mlflow, dataset: str, arrays, data_dir: Path) -> None:
             # a local path matches two registered local source types; either one is right
             warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
             data = mlflow.data.from_numpy(
-                np.asarray(x), targets=y, name=f"{dataset}-{split}", source=str(data_dir / f"x_{split}.npy")
+                np.asarray(x), targets=y, name=f"{job.dataset}-{split}", source=str(job.data / f"x_{split}.npy")
             )
         mlflow.log_input(data, context=context)
 
@@ -167,41 +144,45 @@ def log_model(mlflow, model, x_example: np.ndarray) -> None:
         keras.utils.enable_interactive_logging()
 
 
-def start_run(mlflow, job: TrainJob, resume: Resume, root: Path, digest: str):
-    """The interrupted run this job resumes, or a new one with its params and provenance tags."""
+def start_run(mlflow, job: TrainJob, resume: Resume, root: Path):
+    """The interrupted run this job resumes, or a new one with its params and provenance tags.
+
+    The report later nests it under one parent run per setting (tag mlflow.parentRunId)."""
     from pipeline import tracking
 
     if resume.run_id:
-        print(f"{job.name}: resuming MLflow run {resume.run_id} after epoch {len(resume.rows)}", file=sys.stderr)
+        print(f"{job.name} seed {job.seed}: resuming MLflow run {resume.run_id} after epoch {len(resume.rows)}",
+              file=sys.stderr)
         return mlflow.start_run(run_id=resume.run_id)
     tags = {
         "setting": job.name,
-        "dataset": job.setting.dataset,
-        "sweeps": ",".join(job.setting.sweeps),
+        "seed": str(job.seed),
+        "kind": "seed",
+        "job": job.digest,
+        "dataset": job.dataset,
         "git_commit": git_commit(root),
-        "dvc_stage": f"train@{job.name}",
-        "data_md5": digest,
+        "dvc_stage": f"train@{job.name}-{job.seed}",
+        "data_md5": job.data_md5,
         "smoke_run": str(job.train.smoke_run).lower(),
     }
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
-    experiment = tracking.experiment_id(tracking.EXPERIMENTS[job.setting.dataset], root)
-    run = mlflow.start_run(experiment_id=experiment, run_name=job.name, tags=tags)
+    experiment = tracking.experiment_id(tracking.EXPERIMENTS[job.dataset], root)
+    run = mlflow.start_run(experiment_id=experiment, run_name=f"{job.name} seed {job.seed}", tags=tags)
     mlflow.log_params(run_params(job))
     return run
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__)
-    parser.add_argument("setting", help="a key under `settings:` in params.yaml")
-    parser.add_argument("data", type=Path, help="prepared data directory of the setting's dataset")
+    parser.add_argument("job", type=Path, help="the setting's job file (from its job stage)")
+    parser.add_argument("seed", type=int, help="the run's seed: weights, shuffling, dropout, subset")
     parser.add_argument("model", type=Path, help="where the trained .keras model goes")
     parser.add_argument("run", type=Path, help="JSON with the MLflow run id")
     parser.add_argument("metrics", type=Path, help="JSON with the final train/val metrics")
     parser.add_argument("history", type=Path, help="CSV with per-epoch metrics")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    job = stage_params(load_params(args.params, setting=args.setting), args.setting)
+    job = load_job(args.job, args.seed)
 
     from pipeline import tracking
 
@@ -213,30 +194,29 @@ def main(argv=None) -> None:
 
     from pipeline.models import optimizer_name
 
-    digest = data_md5(args.data)
-    resume = Resume.load(backup_dir(root, job.name), fingerprint(run_params(job), digest, uri))
-    run_id = start_run(mlflow, job, resume, root, digest).info.run_id
+    resume = Resume.load(backup_dir(root, job.name, job.seed), fingerprint(run_params(job), job.data_md5, uri))
+    run_id = start_run(mlflow, job, resume, root).info.run_id
     with tracking.run_outcome(run_id), resume.kept_only_if_interrupted():
-        model, rows, arrays, strategy = fit(job, args.data, mlflow, run_id, resume)
+        model, rows, arrays, strategy = fit(job, mlflow, run_id, resume)
         mlflow.log_params({"optimizer": optimizer_name(model), "loss": model.loss,
                            "replicas": strategy.num_replicas_in_sync})
         nan_epoch = first_non_finite(rows)
         if nan_epoch is not None:
-            raise PipelineError(f"setting {job.name}: loss became NaN/Inf in epoch {nan_epoch}; training stopped "
-                                "(try a lower train.learning_rate)")
-        log_data_inputs(mlflow, job.setting.dataset, arrays, args.data)
+            raise PipelineError(f"setting {job.name} seed {job.seed}: loss became NaN/Inf in epoch {nan_epoch}; "
+                                "training stopped (try a lower train.learning_rate)")
+        log_data_inputs(mlflow, job, arrays)
         log_model(mlflow, model, arrays[0])
         metrics = final_metrics(rows)
         with atomic_file(args.model) as tmp:
             model.save(tmp)
         write_text(args.history, history_csv(rows))
         write_json(args.metrics, metrics)
-        write_json(args.run, {"run_id": run_id, "experiment": tracking.EXPERIMENTS[job.setting.dataset]})
+        write_json(args.run, {"run_id": run_id, "experiment": tracking.EXPERIMENTS[job.dataset]})
         resume.clear()
     epoch_seconds = [row["seconds"] for row in rows]
     record_timing(root, job.name, EpochTiming(this_machine(), job.train.batch_size, len(arrays[1]), len(arrays[3]),
                                               statistics.median(epoch_seconds[1:] or epoch_seconds)))
-    print(f"{job.name}: val_accuracy {metrics['val_accuracy']:.4f} after {metrics['epochs']} epochs "
+    print(f"{job.name} seed {job.seed}: val_accuracy {metrics['val_accuracy']:.4f} after {metrics['epochs']} epochs "
           f"({metrics['seconds_per_epoch']:.1f} s/epoch); MLflow run {run_id}", file=sys.stderr)
 
 

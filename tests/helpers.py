@@ -60,12 +60,18 @@ def dvc(repo: Path, *args: str, env: dict[str, str] | None = None, check: bool =
     return run([str(VENV_BIN / "dvc"), *args], repo, env=env, check=check)
 
 
-def train_command(repo: Path, out: Path, setting: str = "mnist-k3-s1", params: Path | None = None,
-                  data: Path | None = None) -> list[str]:
-    """The train stage's command for one setting of the project in `repo`, writing under `out`."""
+def job_file(repo: Path, out: Path, setting: str = "mnist-k3-s1", params: Path | None = None,
+             data: Path | None = None, check: bool = True):
+    """Run the job stage of one setting of the project in `repo`, writing `out`/job.json."""
     data = data or repo / "data" / "prepared" / ("mnist" if setting.startswith("mnist") else "cifar10")
-    return [sys.executable, "-m", "pipeline.train", setting, str(data), str(out / "m.keras"), str(out / "run.json"),
-            str(out / "metrics.json"), str(out / "h.csv"), "--params", str(params or repo / "params.yaml")]
+    return run([sys.executable, "-m", "pipeline.job", setting, str(data), str(out / "job.json"),
+                "--params", str(params or repo / "params.yaml")], repo, check=check)
+
+
+def train_command(out: Path, seed: int = 0) -> list[str]:
+    """The train stage's command for the job in `out`/job.json, writing its outputs under `out`."""
+    return [sys.executable, "-m", "pipeline.train", str(out / "job.json"), str(seed), str(out / "m.keras"),
+            str(out / "run.json"), str(out / "metrics.json"), str(out / "h.csv")]
 
 
 def free_port() -> int:
@@ -116,6 +122,7 @@ def tiny_params() -> dict:
     """The shipped params.yaml cut down to a few settings and epochs, for fixture data."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"].update(epochs=2, batch_size=32)
+    params["seeds"] = [0]
     keep = ("mnist-k3-s1", "mnist-k3-s1-l2", "cifar10-k3-s1")
     params["settings"] = {name: params["settings"][name] for name in keep}
     return params
@@ -127,11 +134,18 @@ def mlflow_client(repo: Path):
     return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}")
 
 
-def runs_by_setting(repo: Path) -> dict[str, object]:
+def runs_by_setting(repo: Path, seed: int = 0) -> dict[str, object]:
+    """Each setting's training run with this seed (not its parent)."""
     client = mlflow_client(repo)
     experiments = client.search_experiments()
-    runs = client.search_runs([e.experiment_id for e in experiments])
-    return {run.data.tags["setting"]: run for run in runs if "setting" in run.data.tags}
+    runs = client.search_runs([e.experiment_id for e in experiments],
+                              filter_string=f"tags.kind = 'seed' and tags.seed = '{seed}'")
+    return {run.data.tags["setting"]: run for run in runs}
+
+
+def seed_path(kind: str, setting: str, seed: int = 0, suffix: str = ".json") -> Path:
+    """Where a (setting, seed) stage output lives: seed_path("runs", "mnist-k3-s1")."""
+    return Path(kind) / setting / f"seed{seed}{suffix}"
 
 
 def params_file(directory: Path, **train) -> Path:

@@ -12,12 +12,13 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.outputs import atomic_dir, atomic_file, write_json
-from tests.helpers import free_port, project_env, train_command
+from tests.helpers import free_port, job_file, project_env, train_command
 
 
 def _train(repo, tmp_path, env):
     out = tmp_path / "out"
-    command = train_command(repo, out)
+    job_file(repo, out)
+    command = train_command(out)
     started = time.monotonic()
     result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
     return result, time.monotonic() - started, out
@@ -40,7 +41,7 @@ def test_unavailable_store_fails_fast_naming_the_uri(pipeline_run, tmp_path, mak
     result, seconds, out = _train(repo, tmp_path, project_env(MLFLOW_TRACKING_URI=uri))
     assert result.returncode == 1
     assert result.stderr.startswith("error: " + problem.format(uri=uri))
-    assert result.stderr.count("\n") == 1 and seconds < 30 and not out.exists()
+    assert result.stderr.count("\n") == 1 and seconds < 30 and [p.name for p in out.iterdir()] == ["job.json"]
 
 
 def test_disk_full_leaves_no_partial_file(tmp_path, monkeypatch):

@@ -63,7 +63,13 @@ BAD_VALUES = [
      "'mnist' or 'cifar10' (got 'MNIST')"),
     (_set("extra_section", {}), "extra_section", "unknown"),
     (_drop("train"), "train", "missing"),
-    (_drop("train.seed"), "train.seed", "missing"),
+    (_drop("train.epochs"), "train.epochs", "missing"),
+    (_drop("seeds"), "seeds", "missing key"),
+    (_set("seeds", []), "seeds", "no seeds: list at least one, e.g. [0]"),
+    (_set("seeds", [0, 1, 0]), "seeds", "lists seed 0 twice"),
+    (_set("seeds", [0, -1]), "seeds.1", "greater than or equal to 0 (got -1)"),
+    (_set("seeds", [0, 1.5]), "seeds.1", "valid integer (got 1.5)"),
+    (_set("seeds", 3), "seeds", "expected a list in brackets, e.g. [3] (got 3)"),
     (_set("preprocess.val_fraction", 0.0), "preprocess.val_fraction", "greater than 0"),
     (_set("preprocess.val_fraction", 1.0), "preprocess.val_fraction", "less than 1"),
     (_set("preprocess.val_fraction", -0.1), "preprocess.val_fraction", "greater than 0"),
@@ -162,12 +168,23 @@ def test_command_line_exits_with_one_line(tmp_path, text, key, problem):
     assert problem in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("stage,paths", [("train", 5), ("evaluate", 6), ("plot", 7)])
+@pytest.mark.parametrize("stage,paths", [("job", 2), ("plot", 7)])
 def test_unknown_setting_is_one_line_naming_the_known_ones(stage, paths):
-    """Every per-setting stage, asked for a setting that params.yaml lacks (the paths after it are
-    never reached)."""
+    """Every stage that takes a setting, asked for one that params.yaml lacks (the paths after it
+    are never reached)."""
     command = [sys.executable, "-m", f"pipeline.{stage}", "nosuch", *["unused"] * paths]
     result = subprocess.run(command, cwd=REPO, env=project_env(), capture_output=True, text=True)
     known = ", ".join(SHIPPED["settings"])
     assert result.returncode == 1
     assert result.stderr == f"error: params.yaml: settings.nosuch: no such setting (known: {known})\n"
+
+
+@pytest.mark.parametrize("stage,paths", [("train", 4), ("evaluate", 5)])
+def test_a_missing_job_file_is_one_line(stage, paths):
+    """The stages that run a (setting, seed) read its job file, not params.yaml."""
+    command = [sys.executable, "-m", f"pipeline.{stage}", "jobs/nosuch.json", *["0"] * (stage == "train"),
+               *["unused"] * paths]
+    result = subprocess.run(command, cwd=REPO, env=project_env(), capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr == ("error: jobs/nosuch.json: cannot read the job file (No such file or directory); "
+                             "the job stage writes it: dvc repro job@<setting>\n")

@@ -1,56 +1,92 @@
-"""Building the report from made-up results: tables, labels, banners and figures, no files."""
+"""Building the report from made-up results: tables, verdicts, banners and figures, no files."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from pipeline.config import Setting
-from pipeline.report_build import Architecture, Result, build_report, sweep_table
+from pipeline.report_build import Architecture, Result, SeedResult, aggregates, build_report, sweep_table
+from pipeline.stats import mcnemar, welch
 
 HOMEWORK = {"source": "the homework", "results": {"mnist": {"kernel": {"k3": [0.0123, 0.999, 0.9895, 0.9858]}}}}
 ARCHITECTURE = Architecture([("conv2d_1", "Conv2D", (None, 28, 28, 32), 320)], trainable=320, frozen=0)
+TEST_IMAGES = 1000
 
 
-def _result(name, kernel, test_accuracy, l2=0.0, sweeps=("kernel",)):
-    setting = Setting(dataset="mnist", kernel=kernel, strides=1, l2=l2, sweeps=sweeps)
+def _seed(seed, test_accuracy, right=None):
+    """A seed's run; `right`: how many of TEST_IMAGES it gets right, first ones first."""
+    right = round(test_accuracy * TEST_IMAGES) if right is None else right
     train = {"train_loss": 0.5, "train_accuracy": 0.8, "val_accuracy": 0.75, "epochs": 2}
     test = {"test_accuracy": test_accuracy, "most_confused": [{"classes": ["4", "9"], "count": 7}]}
-    history = {"epoch": np.array([1.0, 2.0]), "val_accuracy": np.array([0.7, 0.75])}
+    history = {"epoch": np.array([1.0, 2.0]), "val_accuracy": np.array([0.7, 0.75]) + 0.01 * seed}
+    return SeedResult(seed, train, test, history, np.arange(TEST_IMAGES) < right, f"run-{seed}")
+
+
+def _result(name, kernel, accuracies, l2=0.0, sweeps=("kernel",), missing=(), epochs=2, subset=0.1):
+    setting = Setting(dataset="mnist", kernel=kernel, strides=1, l2=l2, sweeps=sweeps)
+    runs = [_seed(seed, accuracy) for seed, accuracy in enumerate(accuracies)]
     kernels = [("conv2d_1", np.full((3, 3, 1, 32), 0.1 * kernel))]
-    return Result(name, setting, train, test, history, f"run-{name}", "md5", ARCHITECTURE, kernels)
+    return Result(name, setting, runs, list(missing), epochs, subset, "md5", ARCHITECTURE, kernels)
 
 
-def test_sweep_table_puts_the_homeworks_numbers_beside_ours():
-    homework = HOMEWORK["results"]["mnist"]["kernel"]
-    header, _, k3, k5 = sweep_table("kernel", [_result("k3", 3, 0.9), _result("k5", 5, 0.8)], homework).splitlines()
-    assert header.startswith("| Kernel size | Train loss |") and "HW2 test acc" in header
-    assert k3 == "| (3,3) | 0.5000 | 0.8000 | 0.7500 | 0.9000 | 0.0123 | 0.9990 | 0.9895 | 0.9858 | `k3` |"
-    assert k5.endswith("| 0.8000 | – | – | – | – | `k5` |")
+def test_one_seed_each_compares_by_mcnemar_beside_the_homeworks_numbers():
+    k3, k5 = _result("k3", 3, [0.9]), _result("k5", 5, [0.8])
+    header, _, row3, row5 = sweep_table("kernel", [k3, k5], HOMEWORK["results"]["mnist"]["kernel"]).splitlines()
+    assert header.startswith("| Kernel size | Train loss |") and "HW2 test acc | Δ test acc vs (3,3)" in header
+    assert row3 == ("| (3,3) | 0.5000 | 0.8000 | 0.7500 | 0.9000 | 0.0123 | 0.9990 | 0.9895 | 0.9858 | – "
+                    "| reference | `k3` |")
+    expected = mcnemar(np.arange(TEST_IMAGES) < 800, np.arange(TEST_IMAGES) < 900)  # 100 images only k3 gets
+    assert expected.verdict == "worse"
+    assert row5.endswith(f"| 0.8000 | – | – | – | – | {expected.difference * 100:+.2f} pp "
+                         f"[{expected.ci_low * 100:+.2f}, {expected.ci_high * 100:+.2f}] | worse | `k5` |")
 
 
-def test_report_has_a_section_per_sweep_and_names_the_best():
-    results = {"k3": _result("k3", 3, 0.9), "k5": _result("k5", 5, 0.95),
-               "k3-l2": _result("k3-l2", 3, 0.85, l2=0.001, sweeps=("l2",))}
-    report = build_report(results, epochs=2, subset=0.1, homework=HOMEWORK)
+def test_several_seeds_give_mean_std_and_welch():
+    k3, k5 = _result("k3", 3, [0.980, 0.982, 0.984]), _result("k5", 5, [0.981, 0.983, 0.985])
+    _, _, row3, row5 = sweep_table("kernel", [k3, k5], {}).splitlines()
+    assert "| 0.9820 ± 0.0020 (3) |" in row3
+    expected = welch([0.981, 0.983, 0.985], [0.980, 0.982, 0.984])
+    assert expected.verdict == "within noise" and row5.endswith("| within noise | `k5` |")
+    assert f"{expected.difference * 100:+.2f} pp" in row5
+
+
+def test_a_setting_with_missing_seeds_gets_no_verdict_and_the_report_says_so():
+    results = {"k3": _result("k3", 3, [0.9, 0.91]), "k5": _result("k5", 5, [0.8], missing=[1])}
+    text = build_report(results, HOMEWORK).markdown
+    assert "| seeds missing | `k5` (seeds 1 missing) |" in text
+    assert "> **Incomplete: no results yet for `k5` (seeds 1).**" in text
+
+
+def test_report_has_a_section_per_sweep_names_the_best_and_the_test_used():
+    results = {"k3": _result("k3", 3, [0.9]), "k5": _result("k5", 5, [0.95]),
+               "k3-l2": _result("k3-l2", 3, [0.85], l2=0.001, sweeps=("l2",))}
+    report = build_report(results, HOMEWORK)
     text = report.markdown
     assert "## 1. MNIST" in text and "## 2. CIFAR" not in text
     assert "### Effect of the kernel size (strides 1)" in text and "### Effect of L2" in text
     assert "Best test accuracy in this sweep: **95.00%** (Kernel size: (5,5); guessing scores 10%)." in text
-    assert "Settings in no sweep" not in text
-    assert "> **Smoke run: 2 epochs on 10% of the training split" in text
+    assert "Verdicts: McNemar's exact test" in text and "another seed may change the verdict" in text
+    assert report.smoke and "> **Smoke run: 2 epochs on 10% of the training split" in text
     assert sorted(report.figures) == ["mnist-kernel-test", "mnist-kernel-val", "mnist-l2-test", "mnist-l2-val",
                                       "mnist-l2-weights"]
-    assert "| `k5` | `run-k5` | `md5` | 2 |" in text
+    assert "| `k5` | 0 | `run-0` | `md5` | 2 |" in text
     assert "| conv2d_1 (Conv2D) | (None, 28, 28, 32) | 320 |" in text
+    assert "Settings in no sweep" not in text
 
 
 def test_a_setting_in_no_sweep_gets_a_table_of_its_own():
-    results = {"k3": _result("k3", 3, 0.9), "k9": _result("k9", 9, 0.7, sweeps=())}
-    text = build_report(results, epochs=2, subset=1.0, homework=HOMEWORK).markdown
+    results = {"k3": _result("k3", 3, [0.9]), "k9": _result("k9", 9, [0.7], sweeps=())}
+    text = build_report(results, HOMEWORK).markdown
     assert "### Settings in no sweep" in text
     assert "| `k9` | 9 | 1 | 0 | 0.5000 | 0.8000 | 0.7500 | 0.7000 |" in text
 
 
 def test_a_full_length_run_is_no_smoke_run():
-    report = build_report({"k3": _result("k3", 3, 0.9)}, epochs=50, subset=1.0, homework=HOMEWORK)
-    assert "Smoke run" not in report.markdown
+    report = build_report({"k3": _result("k3", 3, [0.9], epochs=50, subset=1.0)}, HOMEWORK)
+    assert not report.smoke and "Smoke run" not in report.markdown
+
+
+def test_aggregates_per_setting_for_dvc_metrics():
+    values = aggregates({"k3": _result("k3", 3, [0.98, 0.99])})["k3"]
+    assert values["test_accuracy_mean"] == 0.985 and values["test_accuracy_n"] == 2
+    assert values["test_accuracy_std"] == round(float(np.std([0.98, 0.99], ddof=1)), 6)

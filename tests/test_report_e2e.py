@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 from pipeline.plot import FIGURES
-from tests.helpers import dvc, mlflow_client, runs_by_setting, tiny_params
+from pipeline.stats import mcnemar
+from tests.helpers import dvc, mlflow_client, runs_by_setting, seed_path, tiny_params
 
 pytestmark = pytest.mark.e2e
 
@@ -20,12 +22,12 @@ def test_test_metrics_in_files_and_runs(pipeline_run):
     repo, _, _ = pipeline_run
     runs = runs_by_setting(repo)
     for name in SETTINGS:
-        evaluation = json.loads((repo / "metrics" / "eval" / f"{name}.json").read_text())
+        evaluation = json.loads((repo / seed_path("metrics/eval", name)).read_text())
         metrics = runs[name].data.metrics
         assert metrics["test_accuracy"] == evaluation["test_accuracy"]
         assert metrics["test_loss"] == evaluation["test_loss"]
         assert len(evaluation["per_class_accuracy"]) == 10
-        confusion = (repo / "plots" / "confusion" / f"{name}.csv").read_text().splitlines()
+        confusion = (repo / seed_path("plots/confusion", name, suffix=".csv")).read_text().splitlines()
         assert confusion[0] == "actual,predicted" and len(confusion) == 101  # 100 fixture test images
     assert "cat" in evaluation["per_class_accuracy"]  # CIFAR settings report class names
 
@@ -67,14 +69,22 @@ def test_report_tables_match_the_metrics_files(pipeline_run):
         ["mnist-k3-s1", "mnist-k3-s1", "mnist-k3-s1-l2", "cifar10-k3-s1", "cifar10-k3-s1"])
     for _, cells in rows:
         name = cells[-1].strip("`")
-        train = json.loads((repo / "metrics" / "train" / f"{name}.json").read_text())
-        test = json.loads((repo / "metrics" / "eval" / f"{name}.json").read_text())
+        train = json.loads((repo / seed_path("metrics/train", name)).read_text())
+        test = json.loads((repo / seed_path("metrics/eval", name)).read_text())
         assert cells[1:5] == [f"{train['train_loss']:.4f}", f"{train['train_accuracy']:.4f}",
                               f"{train['val_accuracy']:.4f}", f"{test['test_accuracy']:.4f}"]
     mnist_k3 = [cells for _, cells in rows if cells[-1] == "`mnist-k3-s1`"]
     assert [cells[0] for cells in mnist_k3] == ["(3,3)", "NO"]
-    assert mnist_k3[0][8] == "0.9858"  # the seed report's test accuracy, beside ours
-    assert "Smoke run: 2 epochs" in markdown
+    assert mnist_k3[0][8] == "0.9858"  # the homework's test accuracy, beside ours
+    # each row against its sweep's first: one seed each, so McNemar's test on the predictions
+    verdicts = {(heading, cells[-1]): cells[-2] for heading, cells in rows}
+    assert verdicts[("Effect of the kernel size (strides 1)", "`mnist-k3-s1`")] == "reference"
+    y_test = np.load(repo / "data" / "prepared" / "mnist" / "y_test.npy")
+    correct = {name: np.load(repo / seed_path("predictions", name, suffix=".npy")).argmax(axis=1) == y_test
+               for name in ("mnist-k3-s1", "mnist-k3-s1-l2")}
+    expected = mcnemar(correct["mnist-k3-s1-l2"], correct["mnist-k3-s1"]).verdict
+    assert verdicts[("Effect of L2 regularization (kernel 3, strides 1)", "`mnist-k3-s1-l2`")] == expected
+    assert "Verdicts: McNemar's exact test" in markdown and "Smoke run: 2 epochs" in markdown
 
 
 def test_html_is_self_contained(pipeline_run):
@@ -110,6 +120,25 @@ def test_dvc_plots_and_metrics_show(pipeline_run):
     repo, env, _ = pipeline_run
     shown = json.loads(dvc(repo, "metrics", "show", "--json", env=env).stdout)
     files = next(iter(shown.values()))["data"]
-    assert all(f"metrics/eval/{name}.json" in files for name in SETTINGS)
+    assert all(seed_path("metrics/eval", name).as_posix() in files for name in SETTINGS)
+    aggregates = files["metrics/aggregates.json"]["data"]
+    assert aggregates["mnist-k3-s1"]["test_accuracy_n"] == 1
+    evaluation = json.loads((repo / seed_path("metrics/eval", "mnist-k3-s1")).read_text())
+    assert aggregates["mnist-k3-s1"]["test_accuracy_mean"] == round(evaluation["test_accuracy"], 6)
     plots = dvc(repo, "plots", "show", "--json", "--split", env=env).stdout
-    assert "plots/confusion/mnist-k3-s1.csv" in plots and "plots/history/mnist-k3-s1.csv" in plots
+    assert "plots/confusion/mnist-k3-s1/seed0.csv" in plots and "plots/history/mnist-k3-s1/seed0.csv" in plots
+
+
+def test_each_setting_is_one_parent_run_with_its_seeds_nested(pipeline_run):
+    repo, _, _ = pipeline_run
+    client = mlflow_client(repo)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    parents = client.search_runs(experiments, filter_string="tags.kind = 'parent'")
+    assert sorted(run.info.run_name for run in parents) == sorted(SETTINGS)
+    for parent in parents:
+        [child] = client.search_runs(experiments, filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+        assert child.data.tags["setting"] == parent.data.tags["setting"] and child.data.tags["seed"] == "0"
+        assert parent.data.tags["seeds"] == "0" and parent.data.tags["current"] == "true"
+        assert parent.data.metrics["test_accuracy_n"] == 1
+        assert parent.data.metrics["test_accuracy_mean"] == child.data.metrics["test_accuracy"]
+        assert [m.step for m in client.get_metric_history(parent.info.run_id, "mean_val_accuracy")] == [1, 2]

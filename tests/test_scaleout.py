@@ -17,9 +17,11 @@ from tests.helpers import (
     dvc,
     free_port,
     http_service,
+    job_file,
     mlflow_client,
     project_env,
     run,
+    seed_path,
     tiny_params,
     train_command,
     wait_for_queue,
@@ -41,7 +43,7 @@ def test_queued_sweep_with_two_workers_logs_every_run_to_one_store(mirror, tmp_p
     run([sys.executable, "-m", "pipeline.tracking", "init"], repo, env=env)
     dvc(repo, "repro", "preprocess@mnist", env=env)
     for name in QUEUED:
-        dvc(repo, "exp", "run", "--queue", "-n", f"q-{name}", f"train@{name}", env=env)
+        dvc(repo, "exp", "run", "--queue", "-n", f"q-{name}", f"train@{name}-0", env=env)
     dvc(repo, "queue", "start", "--jobs", "2", env=env)
     status = wait_for_queue(repo, env)
     logs = dvc(repo, "queue", "logs", f"q-{QUEUED[0]}", env=env, check=False).stdout
@@ -55,8 +57,9 @@ def test_queued_sweep_with_two_workers_logs_every_run_to_one_store(mirror, tmp_p
         assert [m.step for m in client.get_metric_history(r.info.run_id, "val_accuracy")] == [1, 2]
     assert not list((repo / ".dvc" / "tmp" / "exps").glob("**/mlruns/mlflow.db"))
     # Each worker's results are in DVC's run cache: the workspace gets them without retraining.
-    result = dvc(repo, "repro", *(f"train@{name}" for name in QUEUED), env=env)
-    assert "Running stage" not in result.stdout and (repo / "models" / f"{QUEUED[0]}.keras").exists()
+    result = dvc(repo, "repro", *(f"train@{name}-0" for name in QUEUED), env=env)
+    assert "Running stage 'train@" not in result.stdout
+    assert (repo / seed_path("models", QUEUED[0], suffix=".keras")).exists()
 
 
 def test_training_logs_to_a_tracking_server(pipeline_run, tmp_path):
@@ -66,7 +69,8 @@ def test_training_logs_to_a_tracking_server(pipeline_run, tmp_path):
                        "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
                        "--artifacts-destination", str(tmp_path / "server-artifacts")], port, "mlflow server") as url:
         out = tmp_path / "out"
-        result = run(train_command(repo, out), repo, env=project_env(MLFLOW_TRACKING_URI=url), check=False)
+        job_file(repo, out)
+        result = run(train_command(out), repo, env=project_env(MLFLOW_TRACKING_URI=url), check=False)
         assert result.returncode == 0, result.stderr[-3000:]
         run_id = json.loads((out / "run.json").read_text())["run_id"]
 
@@ -96,13 +100,13 @@ def test_results_travel_through_a_dvc_remote(pipeline_run, tmp_path):
         dvc(repo, "remote", "remove", "--local", "shared", env=env)
     # A teammate's checkout: the project's files and dvc.lock (from git), no data, no models.
     teammate = tmp_path / "teammate"
-    left_behind = {"data", "models", "runs", "predictions", "mlruns", ".dvc/cache", ".dvc/tmp", "reports/figures",
-                   "reports/summary", "reports/report.html", "reports/report.md"}
+    left_behind = {"data", "jobs", "models", "runs", "predictions", "mlruns", ".dvc/cache", ".dvc/tmp",
+                   "reports/figures", "reports/summary", "reports/report.html", "reports/report.md"}
     shutil.copytree(repo, teammate, ignore=lambda folder, names: [
         n for n in names if (Path(folder) / n).relative_to(repo).as_posix() in left_behind])
     dvc(teammate, "remote", "add", "--local", "shared", str(remote), env=env)
     dvc(teammate, "pull", "-r", "shared", env=env)
-    model = Path("models") / "mnist-k3-s1.keras"
+    model = seed_path("models", "mnist-k3-s1", suffix=".keras")
     assert (teammate / model).read_bytes() == (repo / model).read_bytes()
     assert (teammate / "data" / "prepared" / "cifar10" / "x_train.npy").exists()
     # Everything is there but report.md, which is not cached (cache: false) and so not pushed.
@@ -118,7 +122,8 @@ def test_mirrored_strategy_trains_on_the_one_cpu(pipeline_run, tmp_path):
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     out = tmp_path / "out"
     store = f"sqlite:///{tmp_path / 'store.db'}"
-    result = run(train_command(repo, out, params=params_file), repo,
+    job_file(repo, out, params=params_file)
+    result = run(train_command(out), repo,
                  env=project_env(MLFLOW_TRACKING_URI=store), check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     from mlflow.tracking import MlflowClient

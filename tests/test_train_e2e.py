@@ -15,11 +15,12 @@ import yaml
 from tests.helpers import (
     VENV_BIN,
     dvc,
+    job_file,
     mlflow_client,
     params_file,
-    project_env,
     reap,
     runs_by_setting,
+    seed_path,
     store_env,
     tiny_params,
     train_command,
@@ -40,22 +41,22 @@ def test_one_finished_run_per_setting_with_epoch_metrics(pipeline_run):
     client = mlflow_client(repo)
     for name, run in runs.items():
         assert run.info.status == "FINISHED"
-        assert run.info.run_name == name
+        assert run.info.run_name == f"{name} seed 0"
         experiment = client.get_experiment(run.info.experiment_id).name
         assert experiment == ("mnist-cnn" if name.startswith("mnist") else "cifar10-gray-cnn")
         for metric in ("loss", "accuracy", "val_loss", "val_accuracy"):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
             assert steps == list(range(1, EPOCHS + 1)), (name, metric, steps)
         params = run.data.params
-        assert params["kernel"] == "3" and params["train.epochs"] == str(EPOCHS)
+        assert params["kernel"] == "3" and params["train.epochs"] == str(EPOCHS) and params["seed"] == "0"
         assert params["train.learning_rate"] == "0.001" and params["train.batch_size"] == "32"
         tags = run.data.tags
-        assert tags["dvc_stage"] == f"train@{name}"
+        assert tags["dvc_stage"] == f"train@{name}-0"
         assert tags["sweeps"] == ",".join(tiny_params()["settings"][name]["sweeps"])
         assert len(tags["git_commit"]) == 40 and len(tags["data_md5"]) == 32
         contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
         assert contexts == {"training", "validation"}
-        run_file = json.loads((repo / "runs" / f"{name}.json").read_text())
+        run_file = json.loads((repo / seed_path("runs", name)).read_text())
         assert run_file["run_id"] == run.info.run_id and tags["current"] == "true"
 
 
@@ -80,13 +81,13 @@ def test_metrics_and_history_outputs(pipeline_run):
     shown = json.loads(dvc(repo, "metrics", "show", "--json", env=env).stdout)
     files = next(iter(shown.values()))["data"]
     for name in SETTINGS:
-        metrics = files[f"metrics/train/{name}.json"]["data"]
+        metrics = files[seed_path("metrics/train", name).as_posix()]["data"]
         assert set(metrics) >= {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
-        history = (repo / "plots" / "history" / f"{name}.csv").read_text().splitlines()
+        history = (repo / seed_path("plots/history", name, suffix=".csv")).read_text().splitlines()
         assert history[0] == "epoch,loss,accuracy,val_loss,val_accuracy,seconds"
         assert len(history) == EPOCHS + 1
     # the fixture's class pattern is easy: two epochs must learn it
-    assert files["metrics/train/mnist-k3-s1.json"]["data"]["val_accuracy"] > 0.5
+    assert files["metrics/train/mnist-k3-s1/seed0.json"]["data"]["val_accuracy"] > 0.5
 
 
 @pytest.fixture(scope="module")
@@ -105,34 +106,35 @@ def edited_copy(pipeline_run, tmp_path_factory):
 
 def test_editing_one_setting_retrains_only_it(edited_copy):
     copy, status, result = edited_copy
-    assert "train@mnist-k3-s1-l2" in status
+    # DVC names the stages whose own inputs changed: the setting's job (whose new file then
+    # invalidates its trainings) and the report
+    assert [line for line in status.splitlines() if not line.startswith("\t")] == ["job@mnist-k3-s1-l2:", "report:"]
     ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
-    assert [stage for stage in ran if stage.startswith("train@")] == ["train@mnist-k3-s1-l2"], ran
+    assert [stage for stage in ran if stage.startswith("train@")] == ["train@mnist-k3-s1-l2-0"], ran
     assert not any(stage.startswith(("download@", "preprocess@")) for stage in ran)
     client = mlflow_client(copy)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                              filter_string="tags.setting = 'mnist-k3-s1-l2'")
+                              filter_string="tags.setting = 'mnist-k3-s1-l2' and tags.kind = 'seed'")
     assert len(runs) == 2
     # the run the workspace's outputs now come from is the setting's current one
-    current = json.loads((copy / "runs" / "mnist-k3-s1-l2.json").read_text())["run_id"]
+    current = json.loads((copy / seed_path("runs", "mnist-k3-s1-l2")).read_text())["run_id"]
     assert {r.info.run_id: r.data.tags.get("current") for r in runs} == {
         r.info.run_id: ("true" if r.info.run_id == current else None) for r in runs}
 
 
 def test_invalid_setting_fails_before_training(pipeline_run, tmp_path):
+    """The job stage, the first to read a setting, stops with the one line; nothing is written."""
     repo, _, _ = pipeline_run
     params = tiny_params()
     params["settings"]["mnist-k3-s1"]["strides"] = 40
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(params, sort_keys=False))
     out = tmp_path / "out"
-    cmd = train_command(repo, out, "cifar10-k3-s1", bad)
-    env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'store.db'}")  # not created: must stay so
-    result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    result = job_file(repo, out, "cifar10-k3-s1", bad, check=False)
     assert result.returncode == 1
     assert result.stderr == (f"error: {bad}: settings.mnist-k3-s1: kernel 3 with strides 40 shrinks the "
                              "feature map to nothing at layer max_pooling2d_1\n")
-    assert not out.exists() and not (tmp_path / "store.db").exists()
+    assert not out.exists()
 
 
 def test_nan_loss_ends_run_failed(pipeline_run, tmp_path):
@@ -145,24 +147,26 @@ def test_nan_loss_ends_run_failed(pipeline_run, tmp_path):
     x_train[0] = 1e30
     np.save(data / "x_train.npy", x_train)
     out = tmp_path / "out"
-    cmd = train_command(repo, out, params=params_file(tmp_path, epochs=3), data=data)
-    result = subprocess.run(cmd, cwd=repo, env=store_env(tmp_path), capture_output=True, text=True)
+    job_file(repo, out, params=params_file(tmp_path, epochs=3), data=data)
+    result = subprocess.run(train_command(out), cwd=repo, env=store_env(tmp_path), capture_output=True, text=True)
     assert result.returncode == 1, result.stderr
-    assert result.stderr.splitlines()[-1].startswith("error: setting mnist-k3-s1: loss became NaN/Inf in epoch 1")
+    assert result.stderr.splitlines()[-1].startswith(
+        "error: setting mnist-k3-s1 seed 0: loss became NaN/Inf in epoch 1")
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'store.db'}")
     [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == "FAILED"
-    assert run.data.tags["failure_reason"].startswith("setting mnist-k3-s1: loss became NaN/Inf in epoch 1")
-    assert not out.exists() or list(out.iterdir()) == []
+    assert run.data.tags["failure_reason"].startswith("setting mnist-k3-s1 seed 0: loss became NaN/Inf in epoch 1")
+    assert [p.name for p in out.iterdir()] == ["job.json"]  # no output of the train stage
 
 
 def test_terminated_run_ends_killed_and_writes_nothing(pipeline_run, tmp_path):
     """SIGTERM (a scheduler or `kill`); SIGINT arrives through `dvc repro` in the test below."""
     repo, _, _ = pipeline_run
     out = tmp_path / "out"
-    cmd = train_command(repo, out, params=params_file(tmp_path, epochs=500))
+    job_file(repo, out, params=params_file(tmp_path, epochs=500))
+    cmd = train_command(out)
     env = store_env(tmp_path)
     from mlflow.tracking import MlflowClient
 
@@ -180,7 +184,7 @@ def test_terminated_run_ends_killed_and_writes_nothing(pipeline_run, tmp_path):
                                        f"`dvc repro` resumes the training after epoch {done}")
     killed = client.get_run(run.info.run_id)
     assert killed.info.status == "KILLED" and killed.data.tags["failure_reason"] == "terminated (SIGTERM)"
-    assert not out.exists() or list(out.iterdir()) == []
+    assert [p.name for p in out.iterdir()] == ["job.json"]  # no output of the train stage
 
 
 def test_temp_workspace_experiment_logs_to_the_main_store(pipeline_run, tmp_path):
@@ -192,7 +196,7 @@ def test_temp_workspace_experiment_logs_to_the_main_store(pipeline_run, tmp_path
     run_command(["git", "add", "-A"], copy)  # DVC's temporary workspace starts from the last commit
     run_command(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], copy)
     dvc(copy, "exp", "run", "--temp", "-n", "stronger-l2", "-S", "settings.mnist-k3-s1-l2.l2=0.02",
-        "train@mnist-k3-s1-l2", env=env)
+        "train@mnist-k3-s1-l2-0", env=env)
     assert not list((copy / ".dvc" / "tmp" / "exps").glob("**/mlruns/mlflow.db"))
     client = mlflow_client(copy)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
@@ -213,7 +217,7 @@ def test_interrupted_dvc_repro_resumes_and_completes_the_stage(pipeline_run, tmp
     (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     client = mlflow_client(copy)
     before = {r.info.run_id for r in client.search_runs([e.experiment_id for e in client.search_experiments()])}
-    stage = "train@mnist-k3-s1"
+    stage = "train@mnist-k3-s1-0"
     process = subprocess.Popen([str(VENV_BIN / "dvc"), "repro", stage], cwd=copy, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -227,16 +231,17 @@ def test_interrupted_dvc_repro_resumes_and_completes_the_stage(pipeline_run, tmp
     assert killed.info.status == "KILLED" and killed.data.tags["failure_reason"] == "interrupted (Ctrl-C)"
     done = len(client.get_metric_history(run_id, "loss"))
     assert 2 <= done < 4
-    assert not (copy / "models" / "mnist-k3-s1.keras").exists() and not (copy / "runs" / "mnist-k3-s1.json").exists()
+    assert not (copy / seed_path("models", "mnist-k3-s1", suffix=".keras")).exists()
+    assert not (copy / seed_path("runs", "mnist-k3-s1")).exists()
     assert stage in dvc(copy, "status", stage, env=env).stdout
 
     resumed = dvc(copy, "repro", stage, env=env)
-    assert f"mnist-k3-s1: resuming MLflow run {run_id} after epoch {done}" in resumed.stderr
+    assert f"mnist-k3-s1 seed 0: resuming MLflow run {run_id} after epoch {done}" in resumed.stderr
     finished = client.get_run(run_id)
     assert finished.info.status == "FINISHED" and "failure_reason" not in finished.data.tags
     for metric in ("loss", "val_accuracy"):
         assert [m.step for m in client.get_metric_history(run_id, metric)] == [1, 2, 3, 4]
-    assert json.loads((copy / "runs" / "mnist-k3-s1.json").read_text())["run_id"] == run_id
-    assert len((copy / "plots" / "history" / "mnist-k3-s1.csv").read_text().splitlines()) == 5
+    assert json.loads((copy / seed_path("runs", "mnist-k3-s1")).read_text())["run_id"] == run_id
+    assert len((copy / seed_path("plots/history", "mnist-k3-s1", suffix=".csv")).read_text().splitlines()) == 5
     assert "up to date" in dvc(copy, "status", stage, env=env).stdout
-    assert not (copy / ".dvc" / "tmp" / "train-backup" / "mnist-k3-s1").exists()
+    assert not (copy / ".dvc" / "tmp" / "train-backup" / "mnist-k3-s1" / "seed0").exists()

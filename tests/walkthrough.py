@@ -84,14 +84,14 @@ def problems(note: str, output: str, clone: Path, edits: dict[str, object], sett
         return found
     what, size = trains.groups()
     expected = set() if what == "nothing" else set(settings) if what == "all" else set(what.split())
-    trained = set(re.findall(r"Running stage 'train@([^']+)'", output))
+    trained = set(re.findall(r"Running stage 'train@([^']+)-\d+'", output))
     if trained != expected:
         found.append(f"trained {sorted(trained)}, expected {sorted(expected)}")
     epochs = {int(n) for n in re.findall(r"^Epoch \d+/(\d+)$", output, re.MULTILINE)}
     size_epochs = SIZES["quick"]["train.epochs"] if size == "quick" else FULL_EPOCHS
     if trained and epochs != {size_epochs}:
         found.append(f"trained for {sorted(epochs)} epochs, expected {size_epochs} (the {size} size)")
-    announced = set(re.findall(r"^(\S+): epoch 1 of \d+ took", output, re.MULTILINE))
+    announced = set(re.findall(r"^(\S+) seed \d+: epoch 1 of \d+ took", output, re.MULTILINE))
     if trained - announced:
         found.append(f"no estimate of the time left for {sorted(trained - announced)}")
     return found

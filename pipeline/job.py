@@ -1,0 +1,105 @@
+"""job stage: what one setting trains, resolved into one JSON file, jobs/<setting>.json.
+
+The setting's values, its dataset's model options, the shared train values, and where its
+prepared data lie with their digest. Every (setting, seed) train stage depends on this file and
+on nothing in params.yaml: DVC's matrix of settings x seeds cannot look up a setting's dataset,
+and this way DVC retrains a setting exactly when something it trains on changes (an edit of a
+sweep label rewrites the same file, which retrains nothing), and a new seed trains only its runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipeline import cli
+from pipeline.config import Cifar10ModelConfig, MnistModelConfig, Params, Setting, TrainConfig, load_params
+from pipeline.errors import PipelineError
+from pipeline.outputs import write_text
+from pipeline.provenance import data_md5
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One training run: a setting's resolved values, its data, and the run's seed."""
+
+    name: str
+    setting: Setting
+    model: MnistModelConfig | Cifar10ModelConfig
+    train: TrainConfig
+    data: Path
+    data_md5: str
+    seed: int = 0
+
+    @property
+    def digest(self) -> str:
+        """Identifies what the job trains, seed aside: the seeds of one job form one group."""
+        return hashlib.md5(job_text(self).encode()).hexdigest()
+
+    @property
+    def dataset(self) -> str:
+        return self.setting.dataset
+
+
+def stage_params(params: Params, name: str) -> tuple[Setting, MnistModelConfig | Cifar10ModelConfig, TrainConfig]:
+    """The part of params.yaml this stage reads (dvc.yaml declares the same keys)."""
+    setting = params.settings[name]
+    return setting, getattr(params.models, setting.dataset), params.train
+
+
+def job_text(job: TrainJob) -> str:
+    """The job file: sorted keys and no seed, so that the same job always gives the same bytes.
+    Sweeps are left out: they name report tables, not what is trained."""
+    document = {
+        "setting": job.name,
+        "values": {k: v for k, v in asdict(job.setting).items() if k != "sweeps"},
+        "model": asdict(job.model),
+        "train": asdict(job.train),
+        "data": job.data.as_posix(),
+        "data_md5": job.data_md5,
+    }
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def run_params(job: TrainJob) -> dict[str, object]:
+    """Every hyperparameter of params.yaml that the job's run uses, flat, as MLflow params."""
+    flat: dict[str, object] = {"setting": job.name, "seed": job.seed}
+    flat.update({k: v for k, v in asdict(job.setting).items() if k != "sweeps"})
+    flat.update({f"model.{k}": v for k, v in asdict(job.model).items()})
+    flat.update({f"train.{k}": v for k, v in asdict(job.train).items()})
+    return flat
+
+
+def load_job(path: Path, seed: int) -> TrainJob:
+    """A job file as the typed job of one seed's run."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read the job file ({exc.strerror}); the job stage writes it: "
+                            "dvc repro job@<setting>") from None
+    setting = Setting(**document["values"], sweeps=())
+    model_type = MnistModelConfig if setting.dataset == "mnist" else Cifar10ModelConfig
+    return TrainJob(document["setting"], setting, model_type(**document["model"]), TrainConfig(**document["train"]),
+                    Path(document["data"]), document["data_md5"], seed)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.job", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("setting", help="a key under `settings:` in params.yaml")
+    parser.add_argument("data", type=Path, help="prepared data directory of the setting's dataset")
+    parser.add_argument("job", type=Path, help="the job file (written)")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    setting, model, train = stage_params(load_params(args.params, setting=args.setting), args.setting)
+    job = TrainJob(args.setting, setting, model, train, args.data, data_md5(args.data))
+    write_text(args.job, job_text(job))
+    print(f"{args.setting}: job {job.digest[:8]} -> {args.job}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    cli.run(main)
