@@ -182,8 +182,10 @@ def main(argv=None) -> None:
     rows = estimate(params, root, stale)
     total, line = summary(params, rows)
     print(line, file=sys.stderr)
-    for name, seconds, source in rows:
-        print(f"  {name}: {duration(seconds)} ({source})", file=sys.stderr)
+    for name in dict.fromkeys(name for name, _, _ in rows):  # per setting, its seeds' runs together
+        runs = [(seconds, source) for setting, seconds, source in rows if setting == name]
+        count = f"{len(runs)} runs x " if len(runs) > 1 else ""
+        print(f"  {name}: {count}{duration(runs[0][0])} ({runs[0][1]})", file=sys.stderr)
     if args.confirm and total > CONFIRM_ABOVE_SECONDS and sys.stdin.isatty() and not os.environ.get("YES"):
         if input("Start it? [y/N] ").strip().lower() not in ("y", "yes"):
             raise PipelineError("not started (make quick trains every setting briefly; YES=1 skips this question)")

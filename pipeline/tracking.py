@@ -30,7 +30,8 @@ REPORT_EXPERIMENT = "hw2-report"  # apart from the training runs: no empty rows 
 # (mlflow.sharedViewState.<key>) when the URL names the key, here with the columns that matter.
 RUNS_VIEW_KEY = "hw2"
 RUNS_VIEW = {"selectedColumns": ["tags.`current`", "params.`kernel`", "params.`strides`", "params.`l2`",
-                                 "metrics.`val_accuracy`", "metrics.`test_accuracy`"]}
+                                 "metrics.`val_accuracy`", "metrics.`test_accuracy`",
+                                 "metrics.`test_accuracy_mean`", "metrics.`test_accuracy_std`"]}
 
 
 def project_root() -> Path:

@@ -94,12 +94,19 @@ def test_the_printed_link_opens_the_runs_with_the_columns_that_matter(ui, browse
         return headers if {"kernel", "strides", "l2", "test_accuracy"} <= headers else None
 
     _wait(browser, columns, "kernel, strides, l2 and test_accuracy columns", "runs")
-    for setting in ("mnist-k3-s1", "mnist-k3-s1-l2"):
+    for setting in ("mnist-k3-s1", "mnist-k3-s1-l2"):  # one row per setting: its parent run
         assert len(browser.find_elements(By.XPATH, f"//a[normalize-space()='{setting}']")) == 1, setting
     assert not browser.find_elements(By.XPATH, "//a[normalize-space()='report']")  # in its own experiment
     assert "Overview" not in _text(browser) and "Token Usage" not in _text(browser)
     cells = [c.get_attribute("textContent") for c in browser.find_elements(By.XPATH, "//*[@role='gridcell']")]
     assert "0.001" in cells and "3" in cells, cells
+
+    # the setting's row opens onto its seed runs
+    seed_run = "//a[normalize-space()='mnist-k3-s1 seed 0']"
+    assert not browser.find_elements(By.XPATH, seed_run)
+    expander = "//a[normalize-space()='mnist-k3-s1']/ancestor::*[@role='gridcell'][1]//button"
+    browser.find_element(By.XPATH, expander).click()
+    _wait(browser, lambda d: d.find_elements(By.XPATH, seed_run), "the seed run nested under its setting", "nested")
 
 
 def test_a_runs_metric_charts_load(ui, browser):
