@@ -3,15 +3,19 @@ VENV := .venv
 PYTHON ?= python3
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro quick full test ui lock
+.PHONY: setup repro quick full sweep test ui lock
 
-$(VENV)/.installed: requirements-lock.txt
+# GPU=1: TensorFlow with its CUDA libraries (the plain wheel trains on the CPU only).
+LOCK := $(if $(GPU),requirements-gpu-lock.txt,requirements-lock.txt)
+INSTALLED := $(VENV)/.installed$(if $(GPU),-gpu)
+
+$(INSTALLED): $(LOCK)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -r requirements-lock.txt
+	$(VENV)/bin/python -m pip install --quiet -r $(LOCK)
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(INSTALLED)
 
 # Params are checked before DVC starts (DVC itself would stop at a bad key, or first delete a
 # stage's outputs); the store is created before any stage runs (processes creating it at once
@@ -28,6 +32,12 @@ quick: setup
 	python -m pipeline.params size quick
 	$(MAKE) --no-print-directory repro
 
+# Every (setting, seed) that needs training, JOBS at a time through DVC's experiment queue, then
+# gathered and reported (pipeline/sweep.py): for a GPU box or a many-core CPU.
+sweep: setup
+	python -m pipeline.params check
+	python -m pipeline.sweep $(if $(JOBS),--jobs $(JOBS))
+
 # Back to the homework's size in params.yaml (the values `make quick` replaced); `make repro`
 # then trains it, after saying how long that takes.
 full: setup
@@ -40,7 +50,7 @@ test: setup
 # The project's tracking store (see pipeline/tracking.py), on http://127.0.0.1:5000; prints a
 # link to each experiment's runs
 ui: setup
-	python -m pipeline.tracking ui
+	python -m pipeline.ui
 
 # Re-pin the whole tree after editing requirements.txt.
 lock:
@@ -48,4 +58,10 @@ lock:
 	$(VENV)-lock/bin/python -m pip install --quiet -r requirements.txt
 	(echo "# The whole dependency tree, pinned (regenerate: make lock). Top-level choices: requirements.txt."; \
 	 $(VENV)-lock/bin/python -m pip freeze) > requirements-lock.txt
+	$(VENV)-lock/bin/python -m pip install --quiet --dry-run --ignore-installed --report $(VENV)-lock/gpu.json \
+	  "tensorflow[and-cuda]==$$($(VENV)-lock/bin/python -c 'import importlib.metadata as m; print(m.version("tensorflow"))')"
+	(echo "# requirements-lock.txt plus TensorFlow's CUDA libraries (tensorflow[and-cuda]): make setup GPU=1."; \
+	 (tail -n +2 requirements-lock.txt; $(VENV)-lock/bin/python -c 'import json, sys; [print(p["metadata"]["name"] \
+	   + "==" + p["metadata"]["version"]) for p in json.load(open(sys.argv[1]))["install"] \
+	   if p["metadata"]["name"].startswith("nvidia")]' $(VENV)-lock/gpu.json) | sort -f) > requirements-gpu-lock.txt
 	rm -rf $(VENV)-lock

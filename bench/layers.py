@@ -22,7 +22,7 @@ def layer_profile(params, batch_size: int, repeats: int) -> list[dict]:
     from pipeline import train
 
     job = bench_job(params, first_setting(params, "cifar10"))
-    model, _ = train.build_compiled(job)
+    model, _, _ = train.build_compiled(job)
     rows = []
     for layer in model.layers:
         x = tf.random.normal((batch_size, *layer.input.shape[1:]))

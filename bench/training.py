@@ -84,9 +84,9 @@ def pipeline_path(job, data: Path, work: Path) -> tuple[list[float], list[float]
     with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
         resume = Resume(work / "backup" / job.name, "bench")
         with contextlib.redirect_stdout(sys.stderr):  # Keras' epoch lines; stdout holds the table
-            model, rows, _, _ = train.fit(job, logging, run.info.run_id, resume)
+            trained = train.fit(job, logging, run.info.run_id, resume)
         resume.clear()
-    return [row["seconds"] for row in rows], logging.seconds, model
+    return [row["seconds"] for row in trained.rows], logging.seconds, trained.model
 
 
 def compare(params: Params, args, work: Path) -> list[dict]:

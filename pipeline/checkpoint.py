@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import cli
-from pipeline.history import history_row
+from pipeline.history import HISTORY_FIELDS, history_row
 from pipeline.outputs import write_json
+from pipeline.tracking import TrackingUnavailable
 
 
 def fingerprint(run_params: dict, data_digest: str, tracking_uri: str) -> str:
@@ -57,10 +58,11 @@ class Resume:
 
     @contextlib.contextmanager
     def kept_only_if_interrupted(self):
-        """Only an interrupted run is resumed (the user is told from where); a failed one starts over."""
+        """Only a run that was interrupted, or lost its tracking server, is resumed (the user is
+        told from where); a failed one starts over."""
         try:
             yield
-        except KeyboardInterrupt as exc:
+        except (KeyboardInterrupt, TrackingUnavailable) as exc:
             exc.add_note(f"`dvc repro` resumes the training after epoch {len(self.rows)}" if self.rows
                          else "no epoch had finished: `dvc repro` starts the training again")
             raise
@@ -69,13 +71,29 @@ class Resume:
             raise
 
 
-def epoch_checkpoint(mlflow, run_id: str, resume: Resume):
-    """Keras callback that closes each epoch with one uninterruptible step: its metrics to MLflow
-    (step = epoch, 1-based, synchronously), its history row and Keras' BackupAndRestore state,
-    both saved where a resumed run finds them. Its `rows` hold every finished epoch.
+def epoch_metrics(row: dict) -> dict[str, float]:
+    """What an epoch logs to MLflow, from its history row: what a resumed run can log again."""
+    return {**{k: row[k] for k in HISTORY_FIELDS[1:5]}, "epoch_seconds": row["seconds"]}
 
-    Not mlflow.keras.MlflowCallback: it also logs validation_* metrics at step 0 on every
-    evaluation (duplicate steps) and logs asynchronously, so a killed run can lose epochs.
+
+def log_missing_epochs(mlflow, run_id: str, rows, logged_steps: set[int]) -> None:
+    """Log the saved epochs that never reached MLflow (the process died between saving an epoch
+    and logging it): every epoch ends up logged exactly once."""
+    for row in rows:
+        if row["epoch"] not in logged_steps:
+            mlflow.log_metrics(epoch_metrics(row), step=row["epoch"], run_id=run_id)
+
+
+def epoch_checkpoint(mlflow, run_id: str, resume: Resume):
+    """Keras callback that closes each epoch with one uninterruptible step: its history row and
+    Keras' BackupAndRestore state saved where a resumed run finds them, then its metrics logged to
+    MLflow (step = epoch, 1-based, synchronously). Its `rows` hold every finished epoch.
+
+    Saving first: a SIGKILL (which cannot be deferred) between the two leaves an epoch saved but
+    not logged, which the next attempt logs (log_missing_epochs); the other order would log an
+    epoch twice when it re-runs. Not mlflow.keras.MlflowCallback: it also logs validation_*
+    metrics at step 0 on every evaluation (duplicate steps) and logs asynchronously, so a killed
+    run can lose epochs.
     """
     import keras
 
@@ -94,9 +112,8 @@ def epoch_checkpoint(mlflow, run_id: str, resume: Resume):
             with cli.deferred_interrupts():
                 del self.rows[epoch:]  # after a SIGKILL between the two saves, this epoch re-ran
                 self.rows.append(history_row(epoch + 1, logs, seconds))
-                mlflow.log_metrics({**{k: float(v) for k, v in logs.items()}, "epoch_seconds": seconds},
-                                   step=epoch + 1, run_id=run_id)
                 resume.save(run_id, self.rows)
                 super().on_epoch_end(epoch, logs)
+                mlflow.log_metrics(epoch_metrics(self.rows[-1]), step=epoch + 1, run_id=run_id)
 
     return EpochCheckpoint()

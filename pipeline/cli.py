@@ -45,7 +45,8 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
     try:
         main(argv)
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        notes = "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
+        print(f"error: {exc}{notes}", file=sys.stderr)
         sys.exit(1)
     except BrokenPipeError:  # `... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

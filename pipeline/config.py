@@ -52,7 +52,7 @@ class TrainConfig:
     batch_size: PositiveInt
     learning_rate: Annotated[float, Strict(), Field(gt=0.0)]
     deterministic: Annotated[bool, Strict()]
-    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"]
+    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
     jit_compile: Annotated[bool, Strict()]
     steps_per_execution: PositiveInt
     distribute: Literal["none", "mirrored"]

@@ -92,14 +92,14 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def stale_train_stages(root: Path, params: Params) -> list[str]:
-    """The settings of the train stages `dvc status` lists (changed or never run), once per
-    (setting, seed) stage, in params.yaml's order."""
+def stale_runs(root: Path, params: Params) -> list[tuple[str, int]]:
+    """(setting, seed) of every train stage `dvc status` lists (changed or never run), in
+    params.yaml's order."""
     result = subprocess.run(["dvc", "status", "--json"], cwd=root, capture_output=True, text=True)
     if result.returncode != 0:
         raise PipelineError(f"dvc status failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
     stale = set(json.loads(result.stdout or "{}"))
-    return [name for name in params.settings for seed in params.seeds if f"train@{name}-{seed}" in stale]
+    return [(name, seed) for name in params.settings for seed in params.seeds if f"train@{name}-{seed}" in stale]
 
 
 def split_sizes(root: Path, dataset: str) -> tuple[int, int]:
@@ -123,7 +123,7 @@ def probe_seconds_per_step(params: Params, setting: str) -> float:
 
     load_tensorflow()
     job = TrainJob(setting, *stage_params(params, setting), data=Path(), data_md5="probe")
-    model, _ = train.build_compiled(job)
+    model, _, _ = train.build_compiled(job)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((job.train.batch_size, *INPUT_SHAPES[job.setting.dataset]), dtype=np.float32)
     y = np.eye(num_classes(job.setting.dataset), dtype=np.float32)[rng.integers(0, 10, len(x))]
@@ -136,13 +136,13 @@ def probe_seconds_per_step(params: Params, setting: str) -> float:
     return sorted(seconds)[len(seconds) // 2]
 
 
-def estimate(params: Params, root: Path, settings: list[str]) -> list[tuple[str, float, str]]:
-    """(setting, seconds for all its epochs, where the epoch time came from) per setting."""
+def estimate(params: Params, root: Path, runs: list[tuple[str, int]]) -> list[tuple[str, float, str]]:
+    """(setting, seconds for all its epochs, where the epoch time came from) per (setting, seed) run."""
     from pipeline.train import training_images
 
     timings, machine, probed = load_timings(root), this_machine(), {}
     rows = []
-    for name in settings:
+    for name, _ in runs:
         setting = params.settings[name]
         train_total, val_images = split_sizes(root, setting.dataset)
         train_images = training_images(train_total, params.train.subset)
@@ -175,7 +175,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     root = Path.cwd()
-    stale = stale_train_stages(root, params)
+    stale = stale_runs(root, params)
     if not stale:
         print("dvc repro: no setting needs training", file=sys.stderr)
         return

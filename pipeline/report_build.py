@@ -278,10 +278,10 @@ def build_report(results: dict[str, Result], homework: dict) -> Report:
         in_dataset = [r for r in results.values() if r.setting.dataset == dataset]
         if in_dataset:
             lines += _dataset_section(dataset, in_dataset, settings, homework["results"][dataset], figures)
-    lines += ["", "## Provenance", "", "| setting | seed | MLflow run id | prepared data md5 | epochs |",
-              "|---|---|---|---|---|"]
-    lines += [f"| `{r.name}` | {run.seed} | `{run.run_id}` | `{r.data_md5}` | {run.train['epochs']} |"
-              for r in results.values() for run in r.runs]
+    lines += ["", "## Provenance", "", "| setting | seed | MLflow run id | prepared data md5 | epochs | precision |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| `{r.name}` | {run.seed} | `{run.run_id}` | `{r.data_md5}` | {run.train['epochs']} | "
+              f"{run.train.get('precision', 'float32')} |" for r in results.values() for run in r.runs]
     return Report("\n".join(lines) + "\n", figures, smoke)
 
 

@@ -34,22 +34,69 @@ def load_tensorflow() -> None:
         import tensorflow  # noqa: F401
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (/proc/cpuinfo; empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            return set(next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), []))
+    except OSError:
+        return set()
+
+
+def resolved_precision(choice: str, flags: set[str], gpu_capabilities: list[tuple[int, int]]) -> str:
+    """What `train.precision` means on this machine. `auto`: bfloat16 compute where the chip does
+    it natively and fast — a GPU of compute capability 8.0 or newer, else a CPU with AMX-BF16
+    (Sapphire Rapids and later: 2-2.7x the float32 speed of these models there) — and float32
+    elsewhere. A CPU with AVX512-BF16 but no AMX (Cooper Lake, AMD Zen 4) gets float32: its bf16
+    speed-up for these models is unmeasured."""
+    if choice != "auto":
+        return choice
+    if gpu_capabilities:
+        return "mixed_bfloat16" if min(gpu_capabilities) >= (8, 0) else "float32"
+    return "mixed_bfloat16" if "amx_bf16" in flags else "float32"
+
+
 def configure_runtime(train: TrainConfig, seed: int):
     """Seed, determinism, precision policy, GPU memory growth; return the strategy that models
-    must be built under (the default one unless `distribute: mirrored`)."""
+    must be built under (the default one unless `distribute: mirrored`) and the precision used."""
     import keras
     import tensorflow as tf
 
-    for gpu in tf.config.list_physical_devices("GPU"):
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
         # settings run side by side on one GPU: each takes memory as it needs it, not all of it
         tf.config.experimental.set_memory_growth(gpu, True)
     keras.utils.set_random_seed(seed)
     if train.deterministic:
         tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy(train.precision)
+    capabilities = [tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)))
+                    for gpu in gpus]
+    precision = resolved_precision(train.precision, cpu_flags(), capabilities)
+    keras.mixed_precision.set_global_policy(precision)
     if train.distribute == "mirrored":
         strategy = tf.distribute.MirroredStrategy()
         devices = ", ".join(strategy.extended.worker_devices)
         print(f"MirroredStrategy: {strategy.num_replicas_in_sync} replica(s) on {devices}", file=sys.stderr)
-        return strategy
-    return tf.distribute.get_strategy()
+        return strategy, precision
+    return tf.distribute.get_strategy(), precision
+
+
+def device_line(precision: str) -> str:
+    """Where and how a stage trains, in one line, with a warning when nvidia-smi sees a GPU that
+    TensorFlow does not (the plain `tensorflow` wheel has no CUDA: it would train on the CPU)."""
+    import shutil
+    import subprocess
+
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
+        return f"training on {len(gpus)} GPU(s) ({', '.join(names)}) in {precision}"
+    line = f"training on the CPU ({os.cpu_count()} cores) in {precision}"
+    if shutil.which("nvidia-smi"):
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.strip().splitlines()
+        if listed:
+            line += (f"; warning: nvidia-smi sees {len(listed)} GPU(s) that TensorFlow does not (install its CUDA "
+                     "build: make setup GPU=1)")
+    return line

@@ -1,4 +1,4 @@
-"""The project's one MLflow tracking store, and the UI on it.
+"""The project's one MLflow tracking store, and how every run in it ends.
 
 Store: SQLite database `mlruns/mlflow.db` plus artifacts under `mlruns/artifacts/`, both at the
 main repository root — also when a stage runs inside DVC's temporary experiment workspace
@@ -6,7 +6,8 @@ main repository root — also when a stage runs inside DVC's temporary experimen
 (a team's tracking server, say).
 
     python -m pipeline.tracking init   # create the store (before parallel workers start)
-    python -m pipeline.tracking ui     # mlflow ui on this store; prints a link to each experiment's runs
+
+`python -m pipeline.ui` (make ui) shows it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import argparse
 import contextlib
 import json
 import os
+import socket
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -26,12 +27,7 @@ from pipeline.errors import PipelineError, redact
 
 EXPERIMENTS = {"mnist": "mnist-cnn", "cifar10": "cifar10-gray-cnn"}
 REPORT_EXPERIMENT = "hw2-report"  # apart from the training runs: no empty rows in their metric charts
-# The runs table `make ui` links to: MLflow restores a view saved as an experiment tag
-# (mlflow.sharedViewState.<key>) when the URL names the key, here with the columns that matter.
-RUNS_VIEW_KEY = "hw2"
-RUNS_VIEW = {"selectedColumns": ["tags.`current`", "params.`kernel`", "params.`strides`", "params.`l2`",
-                                 "metrics.`val_accuracy`", "metrics.`test_accuracy`",
-                                 "metrics.`test_accuracy_mean`", "metrics.`test_accuracy_std`"]}
+
 
 
 def project_root() -> Path:
@@ -54,8 +50,17 @@ def artifact_root(root: Path) -> str:
     return (store_dir(root) / "artifacts").as_uri()
 
 
+class TrackingUnavailable(PipelineError):
+    """The tracking server stopped answering mid-stage (MLflow had already retried): a reason to
+    stop and resume later, not a failure of the training."""
+
+
+AUTH_HINT = "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account on it"
+
+
 def check_store(uri: str) -> None:
-    """Fail fast, before any training, when the store cannot take writes."""
+    """Fail fast, before any training, when the store cannot take writes (or, for a server that
+    asks who you are, does not accept the credentials in the environment)."""
     parsed = urlparse(uri)
     if parsed.scheme == "sqlite":
         db = Path(parsed.path)
@@ -74,6 +79,13 @@ def check_store(uri: str) -> None:
         except requests.RequestException as exc:
             reason = str(exc).splitlines()[0]
             raise PipelineError(f"tracking server {redact(uri)} is unreachable ({reason})") from None
+        user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+        answer = requests.get(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search", params={"max_results": 1},
+                              auth=(user, password) if user else None, timeout=10)
+        if answer.status_code in (401, 403):
+            given = "were refused" if user else "are not set"
+            raise PipelineError(f"tracking server {redact(uri)} asks who you are and the credentials {given} "
+                                f"(HTTP {answer.status_code}): {AUTH_HINT}")
 
 
 def experiment_id(name: str, root: Path) -> str:
@@ -135,6 +147,11 @@ def run_outcome(run_id: str, ends_run: bool = True):
     client = mlflow.MlflowClient()
     try:
         yield
+    except TrackingUnavailable:
+        # Nothing can be recorded: the run stays RUNNING until `dvc repro` resumes it. No more
+        # retries in this process either (MLflow's exit hook would wait minutes to end the run).
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+        raise
     except BaseException as exc:
         status, reason = failure_of(exc)
         client.set_tag(run_id, "failure_reason", reason)
@@ -147,6 +164,56 @@ def run_outcome(run_id: str, ends_run: bool = True):
         _end(client, run_id, "FINISHED")
 
 
+def lost_server(exc: BaseException) -> bool:
+    """Did MLflow give up on a tracking server that stopped answering (after its own retries)?"""
+    import requests
+
+    while exc is not None:
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.RetryError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@contextlib.contextmanager
+def server_outage_stops(uri: str):
+    """Turn a tracking server that stopped answering into one line naming it."""
+    try:
+        yield
+    except Exception as exc:
+        if lost_server(exc):
+            raise TrackingUnavailable(
+                f"tracking server {redact(uri)} stopped answering, also after MLflow's retries (about 4 "
+                "minutes: MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR)") from None
+        raise
+
+
+def close_abandoned(client, experiment_id: str, setting: str, seed: int, keep: str | None) -> list[str]:
+    """End, as KILLED, the RUNNING runs of this (setting, seed) whose process on this machine is
+    gone (a SIGKILL, the OOM killer, a power cut): no run stays RUNNING forever. Runs started on
+    another machine are left alone: their process may be alive there."""
+    closed = []
+    runs = client.search_runs([experiment_id], filter_string=f"tags.setting = '{setting}' and tags.seed = '{seed}' "
+                              "and attributes.status = 'RUNNING'")
+    for run in runs:
+        tags = run.data.tags
+        if run.info.run_id == keep or tags.get("host") != socket.gethostname() or _alive(int(tags.get("pid", 0))):
+            continue
+        client.set_tag(run.info.run_id, "failure_reason", "its process ended without ending the run (SIGKILL, "
+                       "out of memory or power loss); closed by the next attempt")
+        client.set_terminated(run.info.run_id, "KILLED")
+        closed.append(run.info.run_id)
+    return closed
+
+
+def _alive(pid: int) -> bool:
+    """A training process with this id runs on this machine."""
+    try:
+        return pid > 0 and b"pipeline.train" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def _end(client, run_id: str, status: str) -> None:
     import mlflow
 
@@ -157,42 +224,12 @@ def _end(client, run_id: str, status: str) -> None:
         client.set_terminated(run_id, status)
 
 
-def runs_page(base_url: str, experiment_id: str) -> str:
-    """The experiment's runs table with RUNS_VIEW, in the UI's machine-learning mode (a fresh
-    browser would open MLflow 3's GenAI overview instead)."""
-    return (f"{base_url}/#/experiments/{experiment_id}/runs"
-            f"?viewStateShareKey={RUNS_VIEW_KEY}&workflowType=machine_learning")
-
-
-def ui(root: Path, port: int) -> int:
-    """`mlflow ui` on the project's store, after printing where to look."""
-    import mlflow
-
-    connect(root)
-    client = mlflow.MlflowClient()
-    base = f"http://127.0.0.1:{port}"
-    for name in EXPERIMENTS.values():
-        experiment = client.get_experiment_by_name(name)
-        client.set_experiment_tag(experiment.experiment_id, f"mlflow.sharedViewState.{RUNS_VIEW_KEY}",
-                                  json.dumps(RUNS_VIEW))
-        print(f"{name}: {runs_page(base, experiment.experiment_id)}", file=sys.stderr)
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(root),
-               "--host", "127.0.0.1", "--port", str(port)]
-    # the server's job runner serves GenAI features only: fewer processes, no log noise
-    return subprocess.call(command, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.tracking", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("init", "ui"))
-    parser.add_argument("--port", type=int, default=5000)
-    args = parser.parse_args(argv)
-    root = project_root()
-    if args.command == "init":
-        print(f"tracking store ready: {connect(root)}", file=sys.stderr)
-    else:
-        sys.exit(ui(root, args.port))
+    parser.add_argument("command", choices=("init",))
+    parser.parse_args(argv)
+    print(f"tracking store ready: {connect(project_root())}", file=sys.stderr)
 
 
 if __name__ == "__main__":

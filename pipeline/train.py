@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import sys
 import time
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from pipeline.history import final_metrics, first_non_finite, history_csv
 from pipeline.job import TrainJob, load_job, run_params
 from pipeline.outputs import atomic_file, write_json, write_text
 from pipeline.provenance import git_commit
+from pipeline.run_artifacts import log_data_inputs, log_model
 from pipeline.runtime import load_tensorflow
 
 
@@ -69,26 +71,38 @@ def load_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+@dataclass
+class Trained:
+    model: object  # the Keras model
+    rows: list[dict]  # every finished epoch, also when stopped early on NaN
+    arrays: tuple  # x_train, y_train, x_val, y_val as trained on
+    replicas: int  # devices the strategy trained on
+    precision: str  # train.precision as resolved on this machine
+
+
 def build_compiled(job: TrainJob):
-    """The setting's model, compiled under the runtime options of the train params."""
+    """The setting's model, compiled under the runtime options of the train params; with the
+    strategy it was built under and the precision it computes in."""
     from pipeline.models import build_model, compile_model
     from pipeline.runtime import configure_runtime
 
-    strategy = configure_runtime(job.train, job.seed)
+    strategy, precision = configure_runtime(job.train, job.seed)
     with strategy.scope():
         model = build_model(job.name, job.setting, job.model)
         return compile_model(model, job.train.learning_rate, jit_compile=job.train.jit_compile,
-                             steps_per_execution=job.train.steps_per_execution), strategy
+                             steps_per_execution=job.train.steps_per_execution), strategy, precision
 
 
-def fit(job: TrainJob, mlflow, run_id: str, resume: Resume):
-    """Train, resuming from the last finished epoch if a backup exists; return the model, the
-    rows of every finished epoch (also when stopped early on NaN), the arrays and the strategy.
+def fit(job: TrainJob, mlflow, run_id: str, resume: Resume) -> Trained:
+    """Train, resuming from the last finished epoch if a backup exists.
 
     `mlflow` is the module, or anything with its `log_metrics` (the benchmark times it)."""
     import keras
 
-    model, strategy = build_compiled(job)
+    from pipeline.runtime import device_line
+
+    model, strategy, precision = build_compiled(job)
+    print(f"{job.name} seed {job.seed}: {device_line(precision)}", file=sys.stderr, flush=True)
     x_train, y_train = load_split(job.data, "train")
     subset = training_subset(len(y_train), job.train.subset, job.seed)
     if subset is not None:
@@ -106,54 +120,36 @@ def fit(job: TrainJob, mlflow, run_id: str, resume: Resume):
                                                                               job.train.epochs)],
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    return model, checkpoint.rows, (x_train, y_train, x_val, y_val), strategy
+    return Trained(model, checkpoint.rows, (x_train, y_train, x_val, y_val), strategy.num_replicas_in_sync, precision)
 
 
-def log_data_inputs(mlflow, job: TrainJob, arrays) -> None:
-    """Record the training and validation data (MLflow digests the first rows of each)."""
-    x_train, y_train, x_val, y_val = arrays
-    for context, split, x, y in (("training", "train", x_train, y_train), ("validation", "val", x_val, y_val)):
-        with warnings.catch_warnings():
-            # a local path matches two registered local source types; either one is right
-            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
-            data = mlflow.data.from_numpy(
-                np.asarray(x), targets=y, name=f"{job.dataset}-{split}", source=str(job.data / f"x_{split}.npy")
-            )
-        mlflow.log_input(data, context=context)
-
-
-def log_model(mlflow, model, x_example: np.ndarray) -> None:
-    from mlflow.models import infer_signature
-
-    example = np.asarray(x_example[:2], dtype=np.float32)
-    signature = infer_signature(example, model.predict(example, verbose=0))
-    # mlflow.keras.log_model fails when given an input example (MLflow 3.17: it writes
-    # input_example.json before creating the model directory, mlflow/mlflow#16183). The
-    # TensorFlow flavor logs the same Keras 3 model (.keras) with signature and example, and
-    # mlflow.pyfunc.load_model loads it.
-    import keras
-    import tensorflow as tf
-
-    # Stated, not inferred: inference re-imports the model in a subprocess (~10 s a run).
-    requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}", f"numpy=={np.__version__}"]
-    keras.utils.disable_interactive_logging()  # MLflow predicts on the example: no progress bars
-    try:
-        mlflow.tensorflow.log_model(model, name="model", signature=signature, input_example=example,
-                                    pip_requirements=requirements)
-    finally:
-        keras.utils.enable_interactive_logging()
-
-
-def start_run(mlflow, job: TrainJob, resume: Resume, root: Path):
-    """The interrupted run this job resumes, or a new one with its params and provenance tags.
-
-    The report later nests it under one parent run per setting (tag mlflow.parentRunId)."""
+def open_run(mlflow, job: TrainJob, resume: Resume, root: Path) -> str:
+    """The run of this job: the interrupted one it resumes, with the epochs it saved but never
+    logged, or a new one with its params and provenance tags. Either way its id is saved at once,
+    so that a SIGKILL even before the first epoch ends is resumed in the same run; runs of this
+    (setting, seed) that a killed process left RUNNING are closed. The report later nests the
+    run under one parent run per setting (tag mlflow.parentRunId)."""
     from pipeline import tracking
+    from pipeline.checkpoint import log_missing_epochs
 
     if resume.run_id:
         print(f"{job.name} seed {job.seed}: resuming MLflow run {resume.run_id} after epoch {len(resume.rows)}",
               file=sys.stderr)
-        return mlflow.start_run(run_id=resume.run_id)
+        run = mlflow.start_run(run_id=resume.run_id)
+        logged = {m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")}
+        log_missing_epochs(mlflow, run.info.run_id, resume.rows, logged)
+    else:
+        run = start_run(mlflow, job, root)
+    mlflow.set_tags({"host": socket.gethostname(), "pid": str(os.getpid())})
+    resume.save(run.info.run_id, list(resume.rows))
+    tracking.close_abandoned(mlflow.MlflowClient(), run.info.experiment_id, job.name, job.seed, run.info.run_id)
+    return run.info.run_id
+
+
+def start_run(mlflow, job: TrainJob, root: Path):
+    """A new run of this job, with its params and provenance tags."""
+    from pipeline import tracking
+
     tags = {
         "setting": job.name,
         "seed": str(job.seed),
@@ -195,18 +191,20 @@ def main(argv=None) -> None:
     from pipeline.models import optimizer_name
 
     resume = Resume.load(backup_dir(root, job.name, job.seed), fingerprint(run_params(job), job.data_md5, uri))
-    run_id = start_run(mlflow, job, resume, root).info.run_id
-    with tracking.run_outcome(run_id), resume.kept_only_if_interrupted():
-        model, rows, arrays, strategy = fit(job, mlflow, run_id, resume)
-        mlflow.log_params({"optimizer": optimizer_name(model), "loss": model.loss,
-                           "replicas": strategy.num_replicas_in_sync})
+    with tracking.server_outage_stops(uri):
+        run_id = open_run(mlflow, job, resume, root)
+    with tracking.run_outcome(run_id), resume.kept_only_if_interrupted(), tracking.server_outage_stops(uri):
+        trained = fit(job, mlflow, run_id, resume)
+        model, rows, arrays = trained.model, trained.rows, trained.arrays
+        mlflow.log_params({"optimizer": optimizer_name(model), "loss": model.loss, "replicas": trained.replicas,
+                           "precision": trained.precision})
         nan_epoch = first_non_finite(rows)
         if nan_epoch is not None:
             raise PipelineError(f"setting {job.name} seed {job.seed}: loss became NaN/Inf in epoch {nan_epoch}; "
                                 "training stopped (try a lower train.learning_rate)")
         log_data_inputs(mlflow, job, arrays)
-        log_model(mlflow, model, arrays[0])
-        metrics = final_metrics(rows)
+        log_model(mlflow, model, arrays[0], run_id, mlflow.active_run().info.experiment_id)
+        metrics = {**final_metrics(rows), "precision": trained.precision}
         with atomic_file(args.model) as tmp:
             model.save(tmp)
         write_text(args.history, history_csv(rows))

@@ -82,12 +82,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def http_service(command: list[str], port: int, what: str, cwd: Path | None = None, timeout: float = 90):
+def http_service(command: list[str], port: int, what: str, cwd: Path | None = None, timeout: float = 90,
+                 env: dict[str, str] | None = None):
     """Run a server (`command`, listening on 127.0.0.1:`port`) for the block, once its /health
     answers; stop its whole process group afterwards."""
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a chatty server never blocks on it
-        server = subprocess.Popen(command, cwd=cwd, env=project_env(), stdout=subprocess.DEVNULL, stderr=log,
+        server = subprocess.Popen(command, cwd=cwd, env=env or project_env(), stdout=subprocess.DEVNULL, stderr=log,
                                   text=True, start_new_session=True)
         try:
             deadline = time.monotonic() + timeout
@@ -105,6 +106,13 @@ def http_service(command: list[str], port: int, what: str, cwd: Path | None = No
             if server.poll() is None:
                 os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
+
+
+def mlflow_server(port: int, store: Path, *options: str) -> list[str]:
+    """`mlflow server` on 127.0.0.1:`port` with its own SQLite store and artifact root in `store`."""
+    return [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{store / 'server.db'}",
+            "--artifacts-destination", str(store / "server-artifacts"), *options]
 
 
 def wait_for_queue(repo: Path, env: dict[str, str], timeout: float = 600) -> str:

@@ -16,7 +16,7 @@ TEST_IMAGES = 1000
 def _seed(seed, test_accuracy, right=None):
     """A seed's run; `right`: how many of TEST_IMAGES it gets right, first ones first."""
     right = round(test_accuracy * TEST_IMAGES) if right is None else right
-    train = {"train_loss": 0.5, "train_accuracy": 0.8, "val_accuracy": 0.75, "epochs": 2}
+    train = {"train_loss": 0.5, "train_accuracy": 0.8, "val_accuracy": 0.75, "epochs": 2, "precision": "mixed_bfloat16"}
     test = {"test_accuracy": test_accuracy, "most_confused": [{"classes": ["4", "9"], "count": 7}]}
     history = {"epoch": np.array([1.0, 2.0]), "val_accuracy": np.array([0.7, 0.75]) + 0.01 * seed}
     return SeedResult(seed, train, test, history, np.arange(TEST_IMAGES) < right, f"run-{seed}")
@@ -69,7 +69,7 @@ def test_report_has_a_section_per_sweep_names_the_best_and_the_test_used():
     assert report.smoke and "> **Smoke run: 2 epochs on 10% of the training split" in text
     assert sorted(report.figures) == ["mnist-kernel-test", "mnist-kernel-val", "mnist-l2-test", "mnist-l2-val",
                                       "mnist-l2-weights"]
-    assert "| `k5` | 0 | `run-0` | `md5` | 2 |" in text
+    assert "| `k5` | 0 | `run-0` | `md5` | 2 | mixed_bfloat16 |" in text
     assert "| conv2d_1 (Conv2D) | (None, 28, 28, 32) | 320 |" in text
     assert "Settings in no sweep" not in text
 

@@ -12,19 +12,18 @@ import pytest
 import yaml
 
 from tests.helpers import (
-    VENV_BIN,
     copy_project,
     dvc,
     free_port,
     http_service,
     job_file,
     mlflow_client,
+    mlflow_server,
     project_env,
     run,
     seed_path,
     tiny_params,
     train_command,
-    wait_for_queue,
 )
 
 pytestmark = pytest.mark.e2e
@@ -32,42 +31,33 @@ pytestmark = pytest.mark.e2e
 QUEUED = ("mnist-k3-s1", "mnist-k3-s1-l2")
 
 
-def test_queued_sweep_with_two_workers_logs_every_run_to_one_store(mirror, tmp_path):
+def test_make_sweep_trains_each_run_once_with_two_workers_and_gathers_them(mirror, tmp_path):
+    """`make sweep JOBS=2`: DVC's experiment queue with two workers, every run into the project's
+    one store, then the results gathered from DVC's run cache (no training twice) and reported."""
     params = tiny_params()
     params["settings"] = {name: params["settings"][name] for name in QUEUED}
     repo = copy_project(tmp_path / "project", params)
     env = project_env(PIPELINE_DATA_MIRROR=str(mirror))
-    # The README's recipe: the store first (workers creating one schema at once race), the
-    # shared data once (the workers restore it from DVC's run cache), then one queued
-    # experiment per setting and two workers.
-    run([sys.executable, "-m", "pipeline.tracking", "init"], repo, env=env)
-    dvc(repo, "repro", "preprocess@mnist", env=env)
-    for name in QUEUED:
-        dvc(repo, "exp", "run", "--queue", "-n", f"q-{name}", f"train@{name}-0", env=env)
-    dvc(repo, "queue", "start", "--jobs", "2", env=env)
-    status = wait_for_queue(repo, env)
-    logs = dvc(repo, "queue", "logs", f"q-{QUEUED[0]}", env=env, check=False).stdout
-    assert status.count("Success") == 2, status + logs
+    result = run([sys.executable, "-m", "pipeline.sweep", "--jobs", "2"], repo, env=env)
+    assert "dvc repro will train 2 settings x 2 epochs" in result.stderr and "sweep: 2/2 done" in result.stderr
+    assert "Running stage 'train@" not in result.stdout  # the gathering dvc repro trained nothing
 
     client = mlflow_client(repo)
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert sorted((r.data.tags["setting"], r.data.tags["dvc_experiment"], r.info.status) for r in runs) == [
-        (name, f"q-{name}", "FINISHED") for name in QUEUED]
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              filter_string="tags.kind = 'seed'")
+    assert sorted((r.data.tags["setting"], r.info.status) for r in runs) == [(name, "FINISHED") for name in QUEUED]
+    assert all(r.data.tags["dvc_experiment"].startswith(f"sweep-{r.data.tags['setting']}-0-") for r in runs)
     for r in runs:
         assert [m.step for m in client.get_metric_history(r.info.run_id, "val_accuracy")] == [1, 2]
     assert not list((repo / ".dvc" / "tmp" / "exps").glob("**/mlruns/mlflow.db"))
-    # Each worker's results are in DVC's run cache: the workspace gets them without retraining.
-    result = dvc(repo, "repro", *(f"train@{name}-0" for name in QUEUED), env=env)
-    assert "Running stage 'train@" not in result.stdout
     assert (repo / seed_path("models", QUEUED[0], suffix=".keras")).exists()
+    assert "up to date" in dvc(repo, "status", env=env).stdout and (repo / "reports" / "report.md").exists()
 
 
 def test_training_logs_to_a_tracking_server(pipeline_run, tmp_path):
     repo, _, _ = pipeline_run
     port = free_port()
-    with http_service([str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                       "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                       "--artifacts-destination", str(tmp_path / "server-artifacts")], port, "mlflow server") as url:
+    with http_service(mlflow_server(port, tmp_path), port, "mlflow server") as url:
         out = tmp_path / "out"
         job_file(repo, out)
         result = run(train_command(out), repo, env=project_env(MLFLOW_TRACKING_URI=url), check=False)

@@ -26,3 +26,16 @@ def test_smoke_run_means_fewer_epochs_or_images_than_the_report():
     assert not train.smoke_run  # the shipped values reproduce the report
     assert dataclasses.replace(train, epochs=REPORT_EPOCHS - 1).smoke_run
     assert dataclasses.replace(train, subset=0.5).smoke_run
+
+
+def test_auto_precision_is_bfloat16_only_where_the_chip_computes_it_fast():
+    from pipeline.runtime import resolved_precision
+
+    sapphire_rapids = {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
+    cooper_lake = {"avx512f", "avx512_bf16"}  # bf16 instructions, no AMX: unmeasured, so float32
+    assert resolved_precision("auto", sapphire_rapids, []) == "mixed_bfloat16"
+    assert resolved_precision("auto", cooper_lake, []) == "float32"
+    assert resolved_precision("auto", {"avx2"}, []) == "float32"
+    assert resolved_precision("auto", sapphire_rapids, [(7, 0)]) == "float32"  # a V100 trains, not the CPU
+    assert resolved_precision("auto", set(), [(8, 0), (9, 0)]) == "mixed_bfloat16"
+    assert resolved_precision("float32", sapphire_rapids, []) == "float32"  # an explicit choice stays

@@ -1,0 +1,290 @@
+"""Faults in the middle of a sweep: hard kills, a tracking server that goes away or asks who you
+are, two `dvc repro` at once. Each drives the real programs on fixture data."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from tests.helpers import (
+    VENV_BIN,
+    dvc,
+    free_port,
+    job_file,
+    mlflow_client,
+    mlflow_server,
+    params_file,
+    project_env,
+    reap,
+    run,
+    tiny_params,
+    train_command,
+    wait_for_epochs,
+)
+
+pytestmark = pytest.mark.e2e
+
+SETTINGS = tuple(tiny_params()["settings"])
+CHAOS_EPOCHS = 6
+
+
+def _fresh_copy(pipeline_run, directory, **train) -> tuple:
+    """The session's finished project with an empty tracking store and some train values changed."""
+    repo, env, _ = pipeline_run
+    copy = directory / "project"
+    shutil.copytree(repo, copy, symlinks=True, ignore=shutil.ignore_patterns("mlruns"))
+    (copy / "mlruns").mkdir()
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    params["train"].update(train)
+    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run([str(VENV_BIN / "python"), "-m", "pipeline.tracking", "init"], copy, env=env)
+    return copy, env
+
+
+def _train_pids(project) -> list[int]:
+    """Train stages running in this project (not in another checkout on the machine)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            if (entry.isdigit() and b"pipeline.train" in open(f"/proc/{entry}/cmdline", "rb").read()
+                    and os.path.realpath(f"/proc/{entry}/cwd") == os.path.realpath(project)):
+                pids.append(int(entry))
+        except OSError:
+            pass
+    return pids
+
+
+def _epochs_saved(copy) -> int:
+    """Epochs the train stages have saved so far (their resumption state)."""
+    total = 0
+    for state in (copy / ".dvc" / "tmp" / "train-backup").glob("*/*/state.json"):
+        try:
+            total += len(json.loads(state.read_text())["rows"])
+        except (OSError, ValueError):
+            pass  # being replaced right now
+    return total
+
+
+def test_sigkill_at_random_moments_leaves_one_finished_run_per_setting(pipeline_run, tmp_path):
+    """The OOM killer or a closed laptop lid: SIGKILL, which no handler sees, sent to the running
+    train stage at seeded random moments, some right after an epoch's state was saved (before
+    its metrics reach MLflow); `dvc repro` again after each kill, until it completes."""
+    copy, env = _fresh_copy(pipeline_run, tmp_path, epochs=CHAOS_EPOCHS)
+    targets = [f"train@{name}-0" for name in SETTINGS]
+    rng = random.Random(17)
+    kills, kills_after_save = 0, 0
+    for attempt in range(12):
+        process = subprocess.Popen([str(VENV_BIN / "dvc"), "repro", *targets], cwd=copy, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            if kills < 6:
+                after_save = attempt % 2 == 1
+                saved = _epochs_saved(copy)
+                wait = time.monotonic() + rng.uniform(9, 16)  # a TensorFlow stage takes ~8 s to start
+                while process.poll() is None:
+                    # right after an epoch's state was saved: its Keras backup and its metrics are next
+                    now_saved = _epochs_saved(copy)
+                    hit = now_saved > saved if after_save else time.monotonic() > wait
+                    saved = now_saved
+                    pids = _train_pids(copy)
+                    if pids and (hit or time.monotonic() > wait + 60):
+                        os.kill(pids[0], signal.SIGKILL)
+                        kills += 1
+                        kills_after_save += after_save and hit
+                        break
+                    time.sleep(0.01)
+            output = process.communicate(timeout=600)[0]
+        finally:
+            reap(process)
+        if process.returncode == 0:
+            break
+    assert kills >= 5 and kills_after_save >= 2, (kills, kills_after_save)
+    assert process.returncode == 0, output[-3000:]
+
+    client = mlflow_client(copy)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, filter_string="tags.kind = 'seed'")
+    assert not [r.info.run_id for r in runs if r.info.status == "RUNNING"]
+    assert all("failure_reason" in r.data.tags for r in runs if r.info.status == "KILLED")
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert sorted(r.data.tags["setting"] for r in finished) == sorted(SETTINGS)
+    for run_info in finished:
+        for metric in ("loss", "val_accuracy", "epoch_seconds"):
+            steps = [m.step for m in client.get_metric_history(run_info.info.run_id, metric)]
+            assert sorted(steps) == list(range(1, CHAOS_EPOCHS + 1)), (run_info.data.tags["setting"], metric, steps)
+    status = dvc(copy, "status", *targets, env=env).stdout
+    assert "up to date" in status, status
+    leftovers = [p for p in copy.rglob("*") if ".tmp" in p.name and ".dvc" not in p.parts]
+    assert not leftovers and not list((copy / ".dvc" / "tmp" / "train-backup").glob("*/*"))
+
+
+def _serve(port, store, env=None, cwd=None):
+    server = subprocess.Popen(mlflow_server(port, store), cwd=cwd, env=env or project_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    from mlflow.tracking import MlflowClient
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            import urllib.request
+
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+            return server, MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("mlflow server did not start")
+
+
+def _stop(server):
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_training_rides_out_a_tracking_server_restart(pipeline_run, tmp_path):
+    """The lab's server restarts during epoch 2 and is back 20 s later: MLflow's retries carry the
+    logging over the gap, and the run ends FINISHED with every epoch once."""
+    repo, _, _ = pipeline_run
+    port, out = free_port(), tmp_path / "out"
+    job_file(repo, out, params=params_file(tmp_path, epochs=5, batch_size=2))
+    server, client = _serve(port, tmp_path)
+    process = subprocess.Popen(train_command(out), cwd=repo, env=project_env(MLFLOW_TRACKING_URI=client.tracking_uri),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = wait_for_epochs(client, process, 1).info.run_id
+        _stop(server)
+        time.sleep(20)
+        server, client = _serve(port, tmp_path)
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-3000:]
+        assert client.get_run(run_id).info.status == "FINISHED"
+        for metric in ("loss", "val_accuracy"):
+            assert [m.step for m in client.get_metric_history(run_id, metric)] == [1, 2, 3, 4, 5]
+    finally:
+        reap(process)
+        _stop(server)
+
+
+def test_a_server_that_stays_away_stops_the_stage_and_the_next_run_resumes(pipeline_run, tmp_path):
+    """Past MLflow's retries (few here) the stage stops with one line naming the server; once the
+    server is back, the stage resumes the same run after the last saved epoch."""
+    repo, _, _ = pipeline_run
+    port, out = free_port(), tmp_path / "out"
+    job_file(repo, out, params=params_file(tmp_path, epochs=4, batch_size=2))
+    server, client = _serve(port, tmp_path)
+    uri = client.tracking_uri
+    env = project_env(MLFLOW_TRACKING_URI=uri, MLFLOW_HTTP_REQUEST_MAX_RETRIES="2",
+                      MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1")
+    process = subprocess.Popen(train_command(out), cwd=repo, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = wait_for_epochs(client, process, 1).info.run_id
+        _stop(server)
+        started = time.monotonic()
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 1 and time.monotonic() - started < 120
+        last = stderr.splitlines()[-1]
+        assert last.startswith(f"error: tracking server {uri} stopped answering, also after MLflow's retries")
+        assert last.endswith(tuple(f"`dvc repro` resumes the training after epoch {n}" for n in (1, 2, 3))), last
+        server, client = _serve(port, tmp_path)
+        again = subprocess.run(train_command(out), cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert f"resuming MLflow run {run_id}" in again.stderr
+        assert client.get_run(run_id).info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2, 3, 4]
+    finally:
+        reap(process)
+        _stop(server)
+
+
+PASSWORD = "s3cret-Pass-77"
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory):
+    """The README's team server with MLflow's basic authentication, an admin account only."""
+    store = tmp_path_factory.mktemp("auth-server")
+    port = free_port()
+    env = project_env(MLFLOW_AUTH_ADMIN_PASSWORD=PASSWORD, MLFLOW_FLASK_SERVER_SECRET_KEY="test-only-key")
+    server = subprocess.Popen(mlflow_server(port, store, "--app-name", "basic-auth"), cwd=store, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    import urllib.request
+
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and server.poll() is None, "the basic-auth server did not start"
+            time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}"
+    _stop(server)
+
+
+@pytest.mark.parametrize("credentials,words", [
+    ({}, "the credentials are not set (HTTP 401)"),
+    ({"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "wrong"},
+     "the credentials were refused (HTTP 401)"),
+], ids=["none", "wrong"])
+def test_a_server_that_asks_who_you_are_stops_the_stage_before_training(pipeline_run, tmp_path, auth_server,
+                                                                          credentials, words):
+    repo, _, _ = pipeline_run
+    out = tmp_path / "out"
+    job_file(repo, out)
+    result = subprocess.run(train_command(out), cwd=repo, capture_output=True, text=True, timeout=120,
+                            env=project_env(MLFLOW_TRACKING_URI=auth_server, **credentials))
+    assert result.returncode == 1
+    assert result.stderr == (f"error: tracking server {auth_server} asks who you are and {words}: set "
+                             "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account on it\n")
+    assert [p.name for p in out.iterdir()] == ["job.json"]
+
+
+def test_with_credentials_the_run_is_logged_and_the_password_nowhere(pipeline_run, tmp_path, auth_server):
+    repo, _, _ = pipeline_run
+    out = tmp_path / "out"
+    job_file(repo, out)
+    credentials = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": PASSWORD}
+    result = subprocess.run(train_command(out), cwd=repo, capture_output=True, text=True, timeout=300,
+                            env=project_env(MLFLOW_TRACKING_URI=auth_server, **credentials))
+    assert result.returncode == 0, result.stderr[-3000:]
+    from mlflow.tracking import MlflowClient
+
+    os.environ.update(credentials)
+    try:
+        finished = MlflowClient(tracking_uri=auth_server).get_run(json.loads((out / "run.json").read_text())["run_id"])
+    finally:
+        for key in credentials:
+            del os.environ[key]
+    assert finished.info.status == "FINISHED"
+    recorded = json.dumps([finished.data.params, finished.data.tags]) + result.stdout + result.stderr
+    assert PASSWORD not in recorded
+
+
+def test_a_second_dvc_repro_in_the_same_workspace_gets_dvcs_lock_message(pipeline_run, tmp_path):
+    copy, env = _fresh_copy(pipeline_run, tmp_path, epochs=50)
+    first = subprocess.Popen([str(VENV_BIN / "dvc"), "repro", "train@mnist-k3-s1-0"], cwd=copy, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not _train_pids(copy) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        lock_before = (copy / "dvc.lock").read_text()  # the first has run the setting's job stage by now
+        second = dvc(copy, "repro", env=env, check=False)
+        assert second.returncode != 0
+        # DVC's read-write lock on the paths the first one works on names it
+        assert f"is busy, it is being blocked by:\n  (PID {first.pid}): " in second.stderr, second.stderr
+        assert "Running stage" not in second.stdout
+    finally:
+        os.killpg(first.pid, signal.SIGINT)
+        first.communicate(timeout=120)
+        reap(first)
+    assert (copy / "dvc.lock").read_text() == lock_before
