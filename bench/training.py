@@ -4,9 +4,11 @@ For one setting per dataset it trains the same model at the same batch size twic
 `model.fit(x, y_onehot)` on in-memory arrays, and through `pipeline.train.fit` (the train
 stage's path: params' precision / XLA / steps_per_execution / distribute options, per-epoch
 MLflow logging into a throw-away store, backup for resumption). It prints samples/s, s/epoch,
-their ratio, the achieved GFLOP/s (FLOPs counted from the layer shapes) and, with
---peak-gflops, the fraction of peak; and the share of epoch time spent logging to MLflow,
-timed from outside the stage's code. Table on stdout, all figures with --json.
+their ratio — the peer ratio: plain Keras in float32 against the pipeline in the precision
+`train.precision` resolves to here (bf16 with `auto` on an AMX-BF16 CPU) — the achieved GFLOP/s
+(FLOPs counted from the layer shapes) and, with --peak-gflops, the fraction of peak; and the
+share of epoch time spent logging to MLflow, timed from outside the stage's code. Table on
+stdout, all figures with --json.
 
     python -m bench.training                              # prepared data if present, else random
     python -m bench.training --train-samples 0 --epochs 3 --json bench.json   # full splits
@@ -72,7 +74,8 @@ def plain_keras(job, data: Path, epochs: int) -> list[float]:
 
 
 def pipeline_path(job, data: Path, work: Path) -> tuple[list[float], list[float], object]:
-    """pipeline.train.fit as the train stage calls it, logging to a store under `work`."""
+    """pipeline.train.fit as the train stage calls it, logging to a store under `work`: its epoch
+    seconds, the seconds of each epoch's MLflow logging, and what it trained (train.Trained)."""
     import mlflow
 
     from pipeline import train
@@ -86,7 +89,7 @@ def pipeline_path(job, data: Path, work: Path) -> tuple[list[float], list[float]
         with contextlib.redirect_stdout(sys.stderr):  # Keras' epoch lines; stdout holds the table
             trained = train.fit(job, logging, run.info.run_id, resume)
         resume.clear()
-    return [row["seconds"] for row in trained.rows], logging.seconds, trained.model
+    return [row["seconds"] for row in trained.rows], logging.seconds, trained
 
 
 def compare(params: Params, args, work: Path) -> list[dict]:
@@ -109,14 +112,14 @@ def compare(params: Params, args, work: Path) -> list[dict]:
         plain_epochs, pipeline_epochs, logging = [], [], []
         for _ in range(args.rounds):
             plain_epochs += plain_keras(job, data, args.epochs)[1:]
-            epochs, logged, model = pipeline_path(job, data, work)
+            epochs, logged, trained = pipeline_path(job, data, work)
             pipeline_epochs += epochs[1:]
             logging += logged[1:]
         baseline, ours = statistics.median(plain_epochs), statistics.median(pipeline_epochs)
-        flops = epoch_flops(forward_flops(model), n_train, n_val)
+        flops = epoch_flops(forward_flops(trained.model), n_train, n_val)
         row = {
             "setting": name, "data": source, "train_samples": n_train, "val_samples": n_val,
-            "batch_size": job.train.batch_size, "precision": job.train.precision,
+            "batch_size": job.train.batch_size, "plain_precision": "float32", "precision": trained.precision,
             "jit_compile": job.train.jit_compile, "steps_per_execution": job.train.steps_per_execution,
             "plain_s_per_epoch": round(baseline, 3), "pipeline_s_per_epoch": round(ours, 3),
             "plain_samples_per_s": round(n_train / baseline, 1), "pipeline_samples_per_s": round(n_train / ours, 1),
@@ -146,7 +149,7 @@ def main(argv=None) -> None:
     report: dict[str, object] = {"machine": os.uname().machine, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         report["training"] = compare(load_params(args.params), args, Path(tmp))
-    print(table(report["training"], ["setting", "data", "train_samples", "batch_size", "plain_s_per_epoch",
+    print(table(report["training"], ["setting", "data", "train_samples", "batch_size", "precision", "plain_s_per_epoch",
                                      "pipeline_s_per_epoch", "plain_samples_per_s", "pipeline_samples_per_s",
                                      "speedup", "plain_epoch_range_s", "pipeline_epoch_range_s", "pipeline_gflops",
                                      *(["pipeline_fraction_of_peak"] if args.peak_gflops else []),

@@ -50,11 +50,12 @@ def browser(ui):
 
 
 def _wait(driver, condition, what: str, shot: str):
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    try:
-        return WebDriverWait(driver, PATIENCE, poll_frequency=0.5).until(condition)
+    try:  # the grid re-renders while its data arrive: an element found a moment ago may be gone
+        return WebDriverWait(driver, PATIENCE, poll_frequency=0.5,
+                             ignored_exceptions=[StaleElementReferenceException]).until(condition)
     except TimeoutException:
         driver.save_screenshot(str(SHOTS / f"{shot}-failed.png"))
         raise AssertionError(f"{what} did not appear within {PATIENCE} s (screenshot {shot}-failed.png)") from None
@@ -98,14 +99,15 @@ def test_the_printed_link_opens_the_runs_with_the_columns_that_matter(ui, browse
         assert len(browser.find_elements(By.XPATH, f"//a[normalize-space()='{setting}']")) == 1, setting
     assert not browser.find_elements(By.XPATH, "//a[normalize-space()='report']")  # in its own experiment
     assert "Overview" not in _text(browser) and "Token Usage" not in _text(browser)
-    cells = [c.get_attribute("textContent") for c in browser.find_elements(By.XPATH, "//*[@role='gridcell']")]
-    assert "0.001" in cells and "3" in cells, cells
+    _wait(browser, lambda d: {"0.001", "3"} <= {c.get_attribute("textContent")
+                                                for c in d.find_elements(By.XPATH, "//*[@role='gridcell']")},
+          "the params' values in the cells", "runs-values")
 
     # the setting's row opens onto its seed runs
     seed_run = "//a[normalize-space()='mnist-k3-s1 seed 0']"
     assert not browser.find_elements(By.XPATH, seed_run)
     expander = "//a[normalize-space()='mnist-k3-s1']/ancestor::*[@role='gridcell'][1]//button"
-    browser.find_element(By.XPATH, expander).click()
+    _wait(browser, lambda d: d.find_element(By.XPATH, expander).click() or True, "the setting's expander", "expand")
     _wait(browser, lambda d: d.find_elements(By.XPATH, seed_run), "the seed run nested under its setting", "nested")
 
 
