@@ -30,7 +30,8 @@ from pipeline.errors import PipelineError
 from pipeline.history import read_history
 from pipeline.job import TrainJob, load_job, run_params
 from pipeline.outputs import atomic_dir, write_json, write_text
-from pipeline.report_build import Architecture, Result, SeedResult, aggregates, build_report, mean_curve
+from pipeline.report_build import build_report
+from pipeline.report_results import Architecture, Result, SeedResult, aggregates, mean_curve
 from pipeline.runtime import load_tensorflow
 
 

@@ -9,7 +9,7 @@ from pipeline.config import ParamsError, Setting
 from pipeline.evaluate import confused_pairs, confusion_matrix, evaluation, per_class_accuracy
 from pipeline.plot import PlotJob, feature_map_images, pick_examples, pick_feature_map_pair
 from pipeline.report import embed_images
-from pipeline.report_build import sweep_label
+from pipeline.report_tables import sweep_label
 
 NAMES = ["a", "b", "c"]
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.config import Setting
-from pipeline.report_build import Architecture, Result, SeedResult, aggregates, build_report, sweep_table
+from pipeline.report_build import build_report
+from pipeline.report_results import Architecture, Result, SeedResult, aggregates
+from pipeline.report_tables import sweep_table
 from pipeline.stats import mcnemar, welch
 
 HOMEWORK = {"source": "the homework", "results": {"mnist": {"kernel": {"k3": [0.0123, 0.999, 0.9895, 0.9858]}}}}
