@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import Params
-from pipeline.datasets import INPUT_SHAPES, num_classes
+from pipeline.datasets import IMAGE_SIDES, input_shape, num_classes
 
 # The prepared splits' sizes (val_fraction 0.1), for random stand-ins of the whole splits.
 FULL_SPLITS = {"mnist": {"train": 54000, "val": 6000}, "cifar10": {"train": 45000, "val": 5000}}
@@ -21,9 +21,11 @@ def first_setting(params: Params, dataset: str) -> str | None:
 
 def bench_job(params: Params, name: str, data: Path = Path()):
     """The job the train stage would run for a setting's first seed, on the data in `data`."""
-    from pipeline.job import TrainJob, stage_params
+    from pipeline.config import resolved
+    from pipeline.job import TrainJob
 
-    return TrainJob(name, *stage_params(params, name), data=data, data_md5="bench", seed=params.seeds[0])
+    own, train, model = resolved(params, name)
+    return TrainJob(name, own, model, train, data=data, data_md5="bench", seed=params.seeds[0])
 
 
 def bench_data(source: Path, dataset: str, train_samples: int, val_samples: int, out: Path) -> str:
@@ -40,7 +42,7 @@ def bench_data(source: Path, dataset: str, train_samples: int, val_samples: int,
             np.save(out / f"y_{split}.npy", y[:count])
         else:
             count = count or FULL_SPLITS[dataset][split]
-            np.save(out / f"x_{split}.npy", rng.standard_normal((count, *INPUT_SHAPES[dataset]), dtype=np.float32))
+            np.save(out / f"x_{split}.npy", rng.standard_normal((count, *input_shape(dataset)), dtype=np.float32))
             np.save(out / f"y_{split}.npy", rng.integers(0, num_classes(dataset), count).astype(np.uint8))
     return "prepared" if (prepared / "x_train.npy").exists() else "random"
 
@@ -106,7 +108,7 @@ def add_data_arguments(parser, train_samples: int = 6400, val_samples: int = 128
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--data", type=Path, default=Path("data/prepared"),
                         help="prepared data (one folder per dataset); random images where missing")
-    parser.add_argument("--datasets", nargs="+", default=["mnist", "cifar10"], choices=sorted(INPUT_SHAPES))
+    parser.add_argument("--datasets", nargs="+", default=["mnist", "cifar10"], choices=sorted(IMAGE_SIDES))
     parser.add_argument("--train-samples", type=int, default=train_samples, help="0: the whole training split")
     parser.add_argument("--val-samples", type=int, default=val_samples, help="0: the whole validation split")
     parser.add_argument("--json", type=Path, help="write every figure here")

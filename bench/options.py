@@ -52,7 +52,7 @@ def run_options(params: Params, args, work: Path) -> list[dict]:
             keras.utils.set_random_seed(job.seed)
             keras.mixed_precision.set_global_policy(precision)
             model = compile_model(build_model(name, job.setting, job.model), job.train.learning_rate,
-                                  jit_compile=jit, steps_per_execution=args.steps_per_execution)
+                                  job.train.optimizer, jit_compile=jit, steps_per_execution=args.steps_per_execution)
             seconds = steady(timed_fit(model, num_classes(dataset), *arrays, batch, args.epochs))
             row.update(s_per_epoch=round(seconds, 3), samples_per_s=round(len(arrays[0]) / seconds, 1))
         except Exception as exc:  # one option failing (say bf16 on a card without it) is a result too

@@ -69,7 +69,7 @@ def plain_keras(job, data: Path, epochs: int) -> list[float]:
 
     keras.utils.set_random_seed(job.seed)
     keras.mixed_precision.set_global_policy("float32")
-    model = compile_model(build_model(job.name, job.setting, job.model), job.train.learning_rate)
+    model = compile_model(build_model(job.name, job.setting, job.model), job.train.learning_rate, job.train.optimizer)
     return timed_fit(model, num_classes(job.setting.dataset), *load_arrays(data), job.train.batch_size, epochs)
 
 

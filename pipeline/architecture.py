@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from pipeline.datasets import INPUT_SHAPES, num_classes
+from pipeline.datasets import IMAGE_SIDES, num_classes
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def conv_output_size(size: int, strides: int) -> int:
 
 def feature_map_sizes(dataset: str, plan: list[Layer]) -> list[tuple[str, int]]:
     """(layer, spatial size) after every conv and pooling layer, from the shape arithmetic."""
-    size = INPUT_SHAPES[dataset][0]
+    size = IMAGE_SIDES[dataset]
     sizes = []
     for layer in plan:
         if layer.kind == "conv":

@@ -7,18 +7,15 @@ the file, the key path and the problem; :func:`pipeline.cli.run` prints it witho
 
 from __future__ import annotations
 
-import re
-from dataclasses import fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, ConfigDict, Field, Strict, ValidationError
 from pydantic.dataclasses import dataclass
 
-from pipeline.architecture import feature_map_sizes, layer_plan
 from pipeline.params_file import ParamsError, describe, read_yaml, top_level_problem
 
-SWEEPABLE = ("kernel", "strides", "l2")
 REPORT_EPOCHS = 50  # the homework trains every setting this long (reports/homework_results.yaml)
 # The homework's size, and `make quick`'s: every setting in minutes on a laptop CPU, a smoke run.
 # Quick needs ~560 steps for grayscale CIFAR to learn beyond guessing (BatchNorm's moving
@@ -46,17 +43,24 @@ class PreprocessConfig:
     seed: Seed
 
 
+PositiveFloat = Annotated[float, Strict(), Field(gt=0.0)]
+Share = Annotated[float, Strict(), Field(gt=0.0, le=1.0)]
+Optimizer = Literal["adam", "sgd", "rmsprop", "adamw"]
+Dropout = tuple[Fraction, Fraction, Fraction]
+
+
 @dataclass(config=_STRICT)
 class TrainConfig:
     epochs: PositiveInt
     batch_size: PositiveInt
-    learning_rate: Annotated[float, Strict(), Field(gt=0.0)]
+    learning_rate: PositiveFloat
+    optimizer: Optimizer
     deterministic: Annotated[bool, Strict()]
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
     jit_compile: Annotated[bool, Strict()]
     steps_per_execution: PositiveInt
     distribute: Literal["none", "mirrored"]
-    subset: Annotated[float, Strict(), Field(gt=0.0, le=1.0)]
+    subset: Share
 
     @property
     def smoke_run(self) -> bool:
@@ -75,7 +79,7 @@ class MnistModelConfig:
 
 @dataclass(config=_STRICT)
 class Cifar10ModelConfig:
-    dropout: tuple[Fraction, Fraction, Fraction]
+    dropout: Dropout
 
 
 @dataclass(config=_STRICT)
@@ -84,13 +88,35 @@ class ModelsConfig:
     cifar10: Cifar10ModelConfig
 
 
+# What a setting may set in place of the shared `train:` and `models.<dataset>:` values.
+TRAIN_OVERRIDES = ("epochs", "batch_size", "learning_rate", "optimizer", "subset")
+MODEL_OVERRIDES = {"mnist": ("dense_units",), "cifar10": ("dropout",)}
+
+
 @dataclass(config=_STRICT)
 class Setting:
     dataset: Literal["mnist", "cifar10"]
     kernel: PositiveInt
     strides: PositiveInt
     l2: Annotated[float, Strict(), Field(ge=0.0)]
-    sweeps: tuple[Literal["kernel", "strides", "l2"], ...]
+    color: Literal["gray", "rgb"] = "gray"  # CIFAR-10 only: the homework's gray, or the original colors
+    # None: the shared value (train.<key>, models.<dataset>.<key>)
+    epochs: PositiveInt | None = None
+    batch_size: PositiveInt | None = None
+    learning_rate: PositiveFloat | None = None
+    optimizer: Optimizer | None = None
+    subset: Share | None = None
+    dense_units: PositiveInt | None = None
+    dropout: Dropout | None = None
+
+    def overrides(self, keys) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in keys if getattr(self, key) is not None}
+
+
+@dataclass(config=_STRICT)
+class Sweep:
+    vary: str  # the one key its settings differ in
+    settings: tuple[str, ...]
 
 
 def _image_pair(value: Any) -> Any:
@@ -126,6 +152,7 @@ class Params:
     train: TrainConfig
     models: ModelsConfig
     settings: dict[str, Setting]
+    sweeps: dict[str, Sweep]
     plot: PlotConfig
 
 
@@ -151,66 +178,30 @@ def parse_params(raw: Any, path: Path | str = "params.yaml") -> Params:
     except TypeError as exc:
         # Params(**raw) itself rejects unknown/missing top-level sections before pydantic runs.
         raise ParamsError(path, "", top_level_problem(raw, [f.name for f in fields(Params)])) from exc
-    _check_seeds(params.seeds, path)
-    _check_settings(params, path)
+    from pipeline.params_checks import check_params  # checks across keys, which need this module's types
+
+    check_params(params, path)
     return params
 
 
-_SETTING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def _check_seeds(seeds: tuple[int, ...], path: Path | str) -> None:
-    if not seeds:
-        raise ParamsError(path, "seeds", "no seeds: list at least one, e.g. [0]")
-    twice = next((seed for seed in seeds if seeds.count(seed) > 1), None)
-    if twice is not None:
-        raise ParamsError(path, "seeds", f"lists seed {twice} twice")
+def resolve(setting: Setting, train: TrainConfig, model):
+    """A setting's own values (overrides dropped), and the train and model values it trains with:
+    the shared `train` and its dataset's `model`, with what the setting overrides."""
+    own = Setting(dataset=setting.dataset, kernel=setting.kernel, strides=setting.strides, l2=setting.l2,
+                  color=setting.color)
+    return (own, replace(train, **setting.overrides(TRAIN_OVERRIDES)),
+            replace(model, **setting.overrides(MODEL_OVERRIDES[setting.dataset])))
 
 
-def _check_settings(params: Params, path: Path | str) -> None:
-    if not params.settings:
-        raise ParamsError(path, "settings", "no settings: add at least one training setting")
-    for name, setting in params.settings.items():
-        key = f"settings.{name}"
-        if not _SETTING_NAME.match(name):
-            raise ParamsError(path, key, "a setting name may hold only letters, digits, '.', '_' and '-'")
-        if len(set(setting.sweeps)) != len(setting.sweeps):
-            raise ParamsError(path, f"{key}.sweeps", "lists a sweep twice")
-        problem = architecture_problem(setting, getattr(params.models, setting.dataset))
-        if problem:
-            raise ParamsError(path, key, problem)
-    _check_sweeps(params, path)
+def resolved(params: Params, name: str):
+    """resolve() of a setting of params.yaml."""
+    setting = params.settings[name]
+    return resolve(setting, params.train, getattr(params.models, setting.dataset))
 
 
-def _check_sweeps(params: Params, path: Path | str) -> None:
-    """Settings in one sweep of one dataset may differ only in the swept value."""
-    for (dataset, sweep), members in sweep_members(params.settings).items():
-        first_name, first = members[0]
-        for name, setting in members[1:]:
-            for field_name in SWEEPABLE:
-                if field_name != sweep and getattr(setting, field_name) != getattr(first, field_name):
-                    raise ParamsError(
-                        path,
-                        f"settings.{name}.{field_name}",
-                        f"differs from {first_name} although both are in the {dataset} "
-                        f"'{sweep}' sweep, which may vary only {sweep}",
-                    )
-
-
-def sweep_members(settings: dict[str, Setting]) -> dict[tuple[str, str], list[tuple[str, Setting]]]:
-    """(dataset, sweep) -> the settings in it, in params.yaml order."""
-    members: dict[tuple[str, str], list[tuple[str, Setting]]] = {}
-    for name, setting in settings.items():
-        for sweep in setting.sweeps:
-            members.setdefault((setting.dataset, sweep), []).append((name, setting))
-    return members
-
-
-def architecture_problem(setting: Setting, model_config: MnistModelConfig | Cifar10ModelConfig) -> str | None:
-    for layer, size in feature_map_sizes(setting.dataset, layer_plan(setting, model_config)):
-        if size < 1:
-            return (
-                f"kernel {setting.kernel} with strides {setting.strides} shrinks the feature map "
-                f"to nothing at layer {layer}"
-            )
-    return None
+def setting_values(own: Setting, train: TrainConfig, model) -> dict[str, Any]:
+    """Everything a setting trains with that a sweep may vary, by key (as written in a setting)."""
+    return {**{key: getattr(own, key) for key in ("dataset", "kernel", "strides", "l2", "color")},
+            **{key: getattr(train, key) for key in TRAIN_OVERRIDES}, **asdict(model)}

@@ -3,7 +3,8 @@ shapes images reads them here (dvc.yaml lists this module as their dependency)."
 
 from __future__ import annotations
 
-INPUT_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 1)}  # CIFAR-10 after the conversion to gray
+IMAGE_SIDES = {"mnist": 28, "cifar10": 32}
+CHANNELS = {"gray": 1, "rgb": 3}  # CIFAR-10 is converted to gray unless a setting asks for its colors
 CLASS_NAMES = {
     "mnist": [str(digit) for digit in range(10)],
     "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
@@ -12,3 +13,7 @@ CLASS_NAMES = {
 
 def num_classes(dataset: str) -> int:
     return len(CLASS_NAMES[dataset])
+
+
+def input_shape(dataset: str, color: str = "gray") -> tuple[int, int, int]:
+    return IMAGE_SIDES[dataset], IMAGE_SIDES[dataset], CHANNELS[color]

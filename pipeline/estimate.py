@@ -117,15 +117,17 @@ def probe_seconds_per_step(params: Params, setting: str) -> float:
     import numpy as np
 
     from pipeline import train
-    from pipeline.datasets import INPUT_SHAPES, num_classes
-    from pipeline.job import TrainJob, stage_params
+    from pipeline.config import resolved
+    from pipeline.datasets import input_shape, num_classes
+    from pipeline.job import TrainJob
     from pipeline.runtime import load_tensorflow
 
     load_tensorflow()
-    job = TrainJob(setting, *stage_params(params, setting), data=Path(), data_md5="probe")
+    own, train_values, model = resolved(params, setting)
+    job = TrainJob(setting, own, model, train_values, data=Path(), data_md5="probe")
     model, _, _ = train.build_compiled(job)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((job.train.batch_size, *INPUT_SHAPES[job.setting.dataset]), dtype=np.float32)
+    x = rng.standard_normal((job.train.batch_size, *input_shape(job.dataset, job.setting.color)), dtype=np.float32)
     y = np.eye(num_classes(job.setting.dataset), dtype=np.float32)[rng.integers(0, 10, len(x))]
     model.train_on_batch(x, y)  # traces the step
     seconds = []

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline import cli
-from pipeline.config import Cifar10ModelConfig, MnistModelConfig, Params, Setting, TrainConfig, load_params
+from pipeline.config import Cifar10ModelConfig, MnistModelConfig, Params, Setting, TrainConfig, load_params, resolve
 from pipeline.errors import PipelineError
 from pipeline.outputs import write_text
 from pipeline.provenance import data_md5
@@ -45,18 +45,19 @@ class TrainJob:
         return self.setting.dataset
 
 
-def stage_params(params: Params, name: str) -> tuple[Setting, MnistModelConfig | Cifar10ModelConfig, TrainConfig]:
-    """The part of params.yaml this stage reads (dvc.yaml declares the same keys)."""
+def stage_params(params: Params, name: str) -> tuple[Setting, TrainConfig, MnistModelConfig | Cifar10ModelConfig]:
+    """The part of params.yaml this stage reads (dvc.yaml declares the same keys): the setting, the
+    shared train values and its dataset's model options."""
     setting = params.settings[name]
-    return setting, getattr(params.models, setting.dataset), params.train
+    return setting, params.train, getattr(params.models, setting.dataset)
 
 
 def job_text(job: TrainJob) -> str:
     """The job file: sorted keys and no seed, so that the same job always gives the same bytes.
-    Sweeps are left out: they name report tables, not what is trained."""
+    The setting's overrides are in the model and train values it resolved to."""
     document = {
         "setting": job.name,
-        "values": {k: v for k, v in asdict(job.setting).items() if k != "sweeps"},
+        "values": {k: v for k, v in asdict(job.setting).items() if v is not None},
         "model": asdict(job.model),
         "train": asdict(job.train),
         "data": job.data.as_posix(),
@@ -68,7 +69,7 @@ def job_text(job: TrainJob) -> str:
 def run_params(job: TrainJob) -> dict[str, object]:
     """Every hyperparameter of params.yaml that the job's run uses, flat, as MLflow params."""
     flat: dict[str, object] = {"setting": job.name, "seed": job.seed}
-    flat.update({k: v for k, v in asdict(job.setting).items() if k != "sweeps"})
+    flat.update({k: v for k, v in asdict(job.setting).items() if v is not None})
     flat.update({f"model.{k}": v for k, v in asdict(job.model).items()})
     flat.update({f"train.{k}": v for k, v in asdict(job.train).items()})
     return flat
@@ -81,7 +82,7 @@ def load_job(path: Path, seed: int) -> TrainJob:
     except OSError as exc:
         raise PipelineError(f"{path}: cannot read the job file ({exc.strerror}); the job stage writes it: "
                             "dvc repro job@<setting>") from None
-    setting = Setting(**document["values"], sweeps=())
+    setting = Setting(**document["values"])
     model_type = MnistModelConfig if setting.dataset == "mnist" else Cifar10ModelConfig
     return TrainJob(document["setting"], setting, model_type(**document["model"]), TrainConfig(**document["train"]),
                     Path(document["data"]), document["data_md5"], seed)
@@ -91,12 +92,14 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.job", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("setting", help="a key under `settings:` in params.yaml")
-    parser.add_argument("data", type=Path, help="prepared data directory of the setting's dataset")
+    parser.add_argument("data", type=Path, help="prepared data directory of the setting's dataset (its rgb/ "
+                        "subdirectory for a color setting)")
     parser.add_argument("job", type=Path, help="the job file (written)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    setting, model, train = stage_params(load_params(args.params, setting=args.setting), args.setting)
-    job = TrainJob(args.setting, setting, model, train, args.data, data_md5(args.data))
+    own, train, model = resolve(*stage_params(load_params(args.params, setting=args.setting), args.setting))
+    data = args.data / "rgb" if own.color == "rgb" else args.data
+    job = TrainJob(args.setting, own, model, train, data, data_md5(data))
     write_text(args.job, job_text(job))
     print(f"{args.setting}: job {job.digest[:8]} -> {args.job}", file=sys.stderr)
 

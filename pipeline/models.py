@@ -8,10 +8,16 @@ from keras import layers
 
 from pipeline.architecture import Layer, layer_plan
 from pipeline.config import Cifar10ModelConfig, MnistModelConfig, Setting
-from pipeline.datasets import INPUT_SHAPES
+from pipeline.datasets import input_shape
 from pipeline.errors import PipelineError
 
-MODEL_NAMES = {"mnist": "mnist_cnn", "cifar10": "cifar10_gray_cnn"}
+MODEL_NAMES = {"mnist": "mnist_cnn", "cifar10": "cifar10_cnn"}
+OPTIMIZERS = {  # train.optimizer -> Keras' class, built with the learning rate
+    "adam": keras.optimizers.Adam,
+    "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
+    "rmsprop": keras.optimizers.RMSprop,
+    "adamw": keras.optimizers.AdamW,
+}
 
 
 def _l2(coefficient: float):
@@ -43,7 +49,7 @@ def build_model(name: str, setting: Setting, model_config: MnistModelConfig | Ci
     """Build (uncompiled); a shape error becomes one line naming the setting."""
     try:
         return keras.Sequential(
-            [keras.Input(INPUT_SHAPES[setting.dataset]),
+            [keras.Input(input_shape(setting.dataset, setting.color)),
              *(keras_layer(layer, setting) for layer in layer_plan(setting, model_config))],
             name=MODEL_NAMES[setting.dataset],
         )
@@ -51,11 +57,11 @@ def build_model(name: str, setting: Setting, model_config: MnistModelConfig | Ci
         raise PipelineError(f"setting {name}: the model cannot be built ({str(exc).splitlines()[0]})") from None
 
 
-def compile_model(model: keras.Model, learning_rate: float, jit_compile: bool = False,
+def compile_model(model: keras.Model, learning_rate: float, optimizer: str = "adam", jit_compile: bool = False,
                   steps_per_execution: int = 1) -> keras.Model:
-    # Keras wraps Adam in a LossScaleOptimizer itself under the mixed_float16 policy.
+    # Keras wraps the optimizer in a LossScaleOptimizer itself under the mixed_float16 policy.
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=OPTIMIZERS[optimizer](learning_rate),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=jit_compile,

@@ -128,6 +128,7 @@ def with_values(text: str, values: dict[str, Any]) -> str:
     from ruamel.yaml import YAML
 
     document = YAML()  # round-trip: comments, order and flow style stay
+    document.width = 4096  # and long lines are not wrapped
     data = document.load(text)
     for path, value in values.items():
         *parents, last = path.split(".")

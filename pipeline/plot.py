@@ -24,6 +24,7 @@ from pipeline.config import ImagePair, Params, ParamsError, load_params
 from pipeline.datasets import CLASS_NAMES
 from pipeline.evaluate import confusion_matrix
 from pipeline.history import read_history
+from pipeline.job import load_job
 from pipeline.outputs import atomic_dir
 from pipeline.runtime import load_tensorflow
 
@@ -81,6 +82,14 @@ def pick_feature_map_pair(probabilities: np.ndarray, y_true: np.ndarray) -> tupl
     return first, other
 
 
+def show(axes, image: np.ndarray) -> None:
+    """A standardized image as a picture: gray, or its colors stretched back to 0..1."""
+    if image.shape[-1] == 1:
+        axes.imshow(image[..., 0], cmap="gray")
+    else:
+        axes.imshow((image - image.min()) / max(float(image.max() - image.min()), 1e-6))
+
+
 def _caption(names, y_true, probabilities, index) -> str:
     predicted = int(probabilities[index].argmax())
     return (f"test #{index}: true {names[int(y_true[index])]},\n"
@@ -111,7 +120,7 @@ def examples_figure(x, y_true, probabilities, correct, wrong, names, title: str)
             axes.set_yticks([])
             if col < len(indices):
                 index = int(indices[col])
-                axes.imshow(x[index, ..., 0], cmap="gray")
+                show(axes, x[index])
                 predicted = int(probabilities[index].argmax())
                 axes.set_title(f"true {names[int(y_true[index])]}\npred {names[predicted]} "
                                f"({probabilities[index, predicted]:.0%})", fontsize=9,
@@ -132,7 +141,7 @@ def feature_maps_figure(image_pair, activations, layer_names, captions, channels
     for layer_index, (name, activation) in enumerate(zip(layer_names, activations)):
         for image_index, image in enumerate(image_pair):
             row = layer_index * len(image_pair) + image_index
-            grid[row, 0].imshow(image[..., 0], cmap="gray")
+            show(grid[row, 0], image)
             grid[row, 0].set_ylabel(f"{name}\n{activation.shape[1]}×{activation.shape[2]}", fontsize=8)
             grid[row, 0].set_title(captions[image_index], fontsize=7)
             for channel in range(shown):
@@ -193,7 +202,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.plot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("setting", help="a key under `settings:` in params.yaml")
-    parser.add_argument("data", type=Path, help="prepared data directory of the setting's dataset")
+    parser.add_argument("job", type=Path, help="the setting's job file: where its test images are")
     parser.add_argument("model", type=Path, help="the trained .keras model")
     parser.add_argument("run", type=Path, help="run-id JSON written by the train stage")
     parser.add_argument("history", type=Path, help="per-epoch history CSV from the train stage")
@@ -206,8 +215,9 @@ def main(argv=None) -> None:
     names = CLASS_NAMES[job.dataset]
     title = args.setting
 
-    x_test = np.load(args.data / "x_test.npy", mmap_mode="r")
-    y_test = np.load(args.data / "y_test.npy")
+    data = load_job(args.job, seed=0).data
+    x_test = np.load(data / "x_test.npy", mmap_mode="r")
+    y_test = np.load(data / "y_test.npy")
     probabilities = np.load(args.predictions)
     pair = feature_map_images(job, probabilities, y_test, args.params)
 

@@ -73,14 +73,18 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return train_idx, val_idx
 
 
-def zscore_stats(x_train: np.ndarray) -> dict[str, float]:
-    """Mean and std of the training split only: val/test statistics must not leak in."""
+def zscore_stats(x_train: np.ndarray) -> dict:
+    """Mean and std of the training split only (val/test statistics must not leak in): one pair
+    for gray images, one per channel for color ones."""
     x = x_train.astype(np.float64)
-    return {"mean": float(x.mean()), "std": float(x.std())}
+    if x.shape[-1] == 1:
+        return {"mean": float(x.mean()), "std": float(x.std())}
+    return {"mean": x.mean(axis=(0, 1, 2)).tolist(), "std": x.std(axis=(0, 1, 2)).tolist()}
 
 
-def standardize(x: np.ndarray, stats: dict[str, float]) -> np.ndarray:
-    return ((x.astype(np.float64) - stats["mean"]) / stats["std"]).astype(np.float32)
+def standardize(x: np.ndarray, stats: dict) -> np.ndarray:
+    mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
+    return ((x.astype(np.float64) - mean) / std).astype(np.float32)
 
 
 def standardize_per_image(x: np.ndarray) -> np.ndarray:
@@ -95,7 +99,8 @@ def prepare(
     x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
     config: PreprocessConfig,
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict]:
-    """Gray images in, {split: (x float32, y uint8)} and the normalization record out."""
+    """Images in (gray, or color for CIFAR-10's rgb variant), {split: (x float32, y uint8)} and the
+    normalization record out."""
     train_idx, val_idx = stratified_split(y_train, config.val_fraction, config.seed)
     raw = {
         "train": (x_train[train_idx], y_train[train_idx]),
@@ -146,18 +151,25 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     job = stage_params(load_params(args.params), args.dataset)
 
+    color = None
     if job.dataset == "mnist":
         x_train, y_train, x_test, y_test = load_mnist(args.raw)
     else:
         x_train, y_train, x_test, y_test = load_cifar10(args.raw)
+        color = prepare(x_train, y_train, x_test, y_test, job.config)  # for settings with `color: rgb`
         x_train, x_test = to_gray(x_train), to_gray(x_test)
     splits, normalization = prepare(x_train, y_train, x_test, y_test, job.config)
 
     with atomic_dir(args.out) as tmp:
-        for name, (x, y) in splits.items():
-            np.save(tmp / f"x_{name}.npy", x)
-            np.save(tmp / f"y_{name}.npy", y)
-        write_json(tmp / "normalization.json", normalization)
+        for directory, prepared in ((tmp, (splits, normalization)), (tmp / "rgb", color)):
+            if prepared is None:
+                continue
+            arrays, record = prepared
+            directory.mkdir(exist_ok=True)
+            for name, (x, y) in arrays.items():
+                np.save(directory / f"x_{name}.npy", x)
+                np.save(directory / f"y_{name}.npy", y)
+            write_json(directory / "normalization.json", record)
     write_json(args.summary, summarize(splits, normalization, num_classes(job.dataset)))
     shapes = ", ".join(f"{name} {x.shape[0]}" for name, (x, _) in splits.items())
     print(f"{args.dataset}: {shapes} -> {args.out}", file=sys.stderr)

@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 
 from pipeline import cli
-from pipeline.config import Params, Setting, load_params
+from pipeline.config import Params, Setting, Sweep, load_params, setting_values
 from pipeline.errors import PipelineError
 from pipeline.history import read_history
 from pipeline.job import TrainJob, load_job, run_params
@@ -38,12 +38,13 @@ from pipeline.runtime import load_tensorflow
 @dataclass(frozen=True)
 class ReportJob:
     settings: dict[str, Setting]
+    sweeps: dict[str, Sweep]
     seeds: tuple[int, ...]
 
 
 def stage_params(params: Params, item: str = "") -> ReportJob:
     """The part of params.yaml this stage reads (dvc.yaml declares the same keys)."""
-    return ReportJob(params.settings, params.seeds)
+    return ReportJob(params.settings, params.sweeps, params.seeds)
 
 
 def read_json(path: Path) -> dict:
@@ -63,7 +64,8 @@ def seed_result(name: str, seed: int, y_test: np.ndarray, args) -> SeedResult | 
                       read_json(run)["run_id"])
 
 
-def load_result(name: str, setting: Setting, seeds: tuple[int, ...], args) -> tuple[Result, TrainJob]:
+def load_result(name: str, seeds: tuple[int, ...], args) -> tuple[Result, TrainJob]:
+    """One setting's results over its seeds; its job file says what it trained with."""
     import keras
 
     from pipeline.models import summary_rows, weighted_layers
@@ -75,9 +77,10 @@ def load_result(name: str, setting: Setting, seeds: tuple[int, ...], args) -> tu
     if not runs:
         raise PipelineError(f"setting {name}: no results for any of its seeds {list(seeds)} (run dvc repro)")
     model = keras.models.load_model(args.models / name / f"seed{runs[0].seed}.keras")
-    result = Result(name, setting, runs, [seed for seed, run in found.items() if run is None],
+    result = Result(name, job.setting, runs, [seed for seed, run in found.items() if run is None],
                     job.train.epochs, job.train.subset, job.data_md5, Architecture(*summary_rows(model)),
-                    [(layer, kernel) for layer, kernel, _ in weighted_layers(model)])
+                    [(layer, kernel) for layer, kernel, _ in weighted_layers(model)],
+                    setting_values(job.setting, job.train, job.model))
     return result, job
 
 
@@ -195,9 +198,9 @@ def main(argv=None) -> None:
     tracking.connect(root)
     load_tensorflow()
     client = mlflow.MlflowClient()
-    loaded = {name: load_result(name, setting, job.seeds, args) for name, setting in job.settings.items()}
+    loaded = {name: load_result(name, job.seeds, args) for name in job.settings}
     results = {name: result for name, (result, _) in loaded.items()}
-    report = build_report(results, homework)
+    report = build_report(results, job.sweeps, homework)
     summaries = aggregates(results)
 
     with atomic_dir(args.summary) as tmp:
@@ -209,7 +212,8 @@ def main(argv=None) -> None:
     for name, (result, setting_job) in loaded.items():
         parent = group_seeds(client, result, setting_job, summaries[name])
         if Path.cwd().resolve() == root:  # not a DVC experiment in a temporary workspace
-            mark_current(client, name, {parent, *(run.run_id for run in result.runs)}, result.setting.sweeps)
+            sweeps = tuple(sweep_name for sweep_name, sweep in job.sweeps.items() if name in sweep.settings)
+            mark_current(client, name, {parent, *(run.run_id for run in result.runs)}, sweeps)
     log_report(args, report.smoke)
     print(f"report: {args.out} and {args.html} ({len(results)} settings)", file=sys.stderr)
 

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 from matplotlib.figure import Figure
 
-from pipeline.config import REPORT_EPOCHS, Setting, is_smoke_run, sweep_members
+from pipeline.config import REPORT_EPOCHS, Sweep, is_smoke_run
 from pipeline.plot import FIGURES
 from pipeline.report_figures import l2_histograms_figure, test_accuracy_figure, val_curves_figure
 from pipeline.report_results import Result, mean_curve
 from pipeline.report_tables import (
-    SWEEP_TITLES,
+    KEY_NAMES,
     architecture_table,
     best_line,
     confused_pairs_table,
@@ -23,10 +23,11 @@ from pipeline.report_tables import (
     method_note,
     sweep_label,
     sweep_table,
+    sweep_title,
     unswept_table,
 )
 
-DATASET_TITLES = {"mnist": "1. MNIST", "cifar10": "2. CIFAR-10 in grayscale"}
+DATASET_TITLES = {"mnist": "1. MNIST", "cifar10": "2. CIFAR-10 (gray, as the homework; in color where a setting asks)"}
 
 
 @dataclass(frozen=True)
@@ -36,40 +37,39 @@ class Report:
     smoke: bool  # some setting trained less than the homework's size
 
 
-def _sweep_section(dataset: str, sweep: str, members: list[Result], homework: dict, figures: dict) -> list[str]:
-    title, axis = f"{dataset} {sweep} sweep", SWEEP_TITLES[sweep][1]
-    stem = f"{dataset}-{sweep}"
-    labels = [sweep_label(sweep, r.setting) for r in members]
+def _sweep_section(sweep_name: str, sweep: Sweep, members: list[Result], homework: dict, figures: dict) -> list[str]:
+    vary, axis = sweep.vary, KEY_NAMES[sweep.vary]
+    labels = [sweep_label(vary, r.values) for r in members]
     curves = [(f"{axis} {label}", *mean_curve(r, "val_accuracy")) for label, r in zip(labels, members)]
-    figures[f"{stem}-val"] = val_curves_figure(title, curves)
-    figures[f"{stem}-test"] = test_accuracy_figure(title, axis, labels, [r.test for r in members])
-    lines = ["", f"### {SWEEP_TITLES[sweep][0]}", "", sweep_table(sweep, members, homework.get(sweep, {})),
-             "", best_line(sweep, members), "",
-             f"![validation accuracy per epoch](summary/{stem}-val.png)",
-             f"![test accuracy](summary/{stem}-test.png)"]
-    if sweep == "l2":
-        figures[f"{stem}-weights"] = l2_histograms_figure(
-            f"{dataset} L2 sweep", {label: r.kernels for label, r in zip(labels, members)})
-        lines += [f"![weights with and without L2](summary/{stem}-weights.png)"]
+    figures[f"{sweep_name}-val"] = val_curves_figure(sweep_name, curves)
+    figures[f"{sweep_name}-test"] = test_accuracy_figure(sweep_name, axis, labels, [r.test for r in members])
+    lines = ["", f"### {sweep_title(vary, members[0])}", "", sweep_table(vary, members, homework.get(vary, {})),
+             "", best_line(vary, members), "",
+             f"![validation accuracy per epoch](summary/{sweep_name}-val.png)",
+             f"![test accuracy](summary/{sweep_name}-test.png)"]
+    if vary == "l2":
+        figures[f"{sweep_name}-weights"] = l2_histograms_figure(
+            f"{sweep_name}", {label: r.kernels for label, r in zip(labels, members)})
+        lines += [f"![weights with and without L2](summary/{sweep_name}-weights.png)"]
     return lines
 
 
-def _dataset_section(dataset: str, results: list[Result], settings: dict[str, Setting], homework: dict,
+def _dataset_section(dataset: str, results: list[Result], sweeps: dict[str, Sweep], homework: dict,
                      figures: dict) -> list[str]:
     by_name = {r.name: r for r in results}
     lines = ["", f"## {DATASET_TITLES[dataset]}", "", "### Architecture", "",
              f"Summary of `{results[0].name}` (every setting's is under *Architectures* below):", "",
              architecture_table(results[0].architecture)]
-    sweeps = sweep_members(settings)
     swept = []
-    for sweep in SWEEP_TITLES:
-        members = [by_name[name] for name, _ in sweeps.get((dataset, sweep), [])]
-        if members:
-            lines += _sweep_section(dataset, sweep, members, homework, figures)
+    for sweep_name, sweep in sweeps.items():
+        if sweep.settings[0] in by_name:
+            members = [by_name[name] for name in sweep.settings]
+            lines += _sweep_section(sweep_name, sweep, members, homework, figures)
             swept += members
     if swept:
         lines += ["", method_note(swept)]
-    unswept = [r for r in results if not r.setting.sweeps]
+    in_sweeps = {name for sweep in sweeps.values() for name in sweep.settings}
+    unswept = [r for r in results if r.name not in in_sweeps]
     if unswept:
         lines += ["", "### Settings in no sweep", "", unswept_table(unswept)]
     lines += ["", "### Most confused class pairs", "", confused_pairs_table(results), "", "### Figures per setting"]
@@ -92,8 +92,8 @@ def _size_line(results: list[Result]) -> tuple[str, bool]:
     return words, any(is_smoke_run(e, s) for e, s in sizes)
 
 
-def build_report(results: dict[str, Result], homework: dict) -> Report:
-    """The whole report; `homework`: reports/homework_results.yaml as loaded."""
+def build_report(results: dict[str, Result], sweeps: dict[str, Sweep], homework: dict) -> Report:
+    """The whole report; `sweeps`: params.yaml's; `homework`: reports/homework_results.yaml as loaded."""
     figures: dict[str, Figure] = {}
     size, smoke = _size_line(list(results.values()))
     seeds = sorted({len(r.runs) + len(r.missing) for r in results.values()})
@@ -111,11 +111,10 @@ def build_report(results: dict[str, Result], homework: dict) -> Report:
     if missing:
         lines += ["", "> **Incomplete: no results yet for " + "; ".join(missing) + ".** Their rows average the "
                   "seeds that finished and get no verdict."]
-    settings = {name: r.setting for name, r in results.items()}
     for dataset in DATASET_TITLES:
         in_dataset = [r for r in results.values() if r.setting.dataset == dataset]
         if in_dataset:
-            lines += _dataset_section(dataset, in_dataset, settings, homework["results"][dataset], figures)
+            lines += _dataset_section(dataset, in_dataset, sweeps, homework["results"][dataset], figures)
     lines += ["", "## Provenance", "", "| setting | seed | MLflow run id | prepared data md5 | epochs | precision |",
               "|---|---|---|---|---|---|"]
     lines += [f"| `{r.name}` | {run.seed} | `{run.run_id}` | `{r.data_md5}` | {run.train['epochs']} | "

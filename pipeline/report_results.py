@@ -50,6 +50,7 @@ class Result:
     data_md5: str
     architecture: Architecture
     kernels: list[tuple[str, np.ndarray]]  # (layer, kernel weights) of every conv and dense layer
+    values: dict  # what it trains with, by key (config.setting_values): what its sweeps vary
     aggregates: dict[str, Aggregate] = field(init=False)
 
     def __post_init__(self):

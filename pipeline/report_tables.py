@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
-from pipeline.config import Setting
 from pipeline.datasets import num_classes
 from pipeline.report_results import COLUMNS, Architecture, Result, compare
 from pipeline.stats import Aggregate, Comparison
 
-SWEEP_TITLES = {
-    "kernel": ("Effect of the kernel size (strides 1)", "Kernel size"),
-    "strides": ("Effect of the strides (kernel 5)", "Strides"),
-    "l2": ("Effect of L2 regularization (kernel 3, strides 1)", "L2 regularization"),
-}
+# A swept key in words, as a table's first column is headed and its rows are labelled.
+KEY_NAMES = {"kernel": "Kernel size", "strides": "Strides", "l2": "L2 regularization", "color": "Color",
+             "epochs": "Epochs", "batch_size": "Batch size", "learning_rate": "Learning rate",
+             "optimizer": "Optimizer", "subset": "Training subset", "dense_units": "Dense units",
+             "dropout": "Dropout"}
 
-def sweep_label(sweep: str, setting: Setting) -> str:
-    """The homework's way to name a setting in a sweep table: (3,3), (2,2), NO/YES."""
-    if sweep == "kernel":
-        return f"({setting.kernel},{setting.kernel})"
-    if sweep == "strides":
-        return f"({setting.strides},{setting.strides})"
-    return f"YES ({setting.l2:g})" if setting.l2 > 0 else "NO"
+
+def sweep_title(vary: str, reference: Result) -> str:
+    """The homework's section titles for its three sweeps; the key and the reference otherwise."""
+    values = reference.values
+    return {"kernel": f"Effect of the kernel size (strides {values['strides']})",
+            "strides": f"Effect of the strides (kernel {values['kernel']})",
+            "l2": f"Effect of L2 regularization (kernel {values['kernel']}, strides {values['strides']})",
+            }.get(vary, f"Effect of the {KEY_NAMES[vary].lower()} (against `{reference.name}`)")
+
+
+def sweep_label(vary: str, values: dict) -> str:
+    """A setting's row in a sweep table: the homework's (3,3), (2,2), NO/YES for its sweeps, the
+    varied value otherwise."""
+    value = values[vary]
+    if vary in ("kernel", "strides"):
+        return f"({value},{value})"
+    if vary == "l2":
+        return f"YES ({value:g})" if value > 0 else "NO"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def epochs_text(count: int) -> str:
@@ -40,13 +51,14 @@ def _difference(comparison: Comparison | None) -> str:
     return f"{comparison.difference * 100:+.2f} pp [{comparison.ci_low * 100:+.2f}, {comparison.ci_high * 100:+.2f}]"
 
 
-def sweep_table(sweep: str, results: list[Result], homework: dict[str, list[float]]) -> str:
+def sweep_table(vary: str, results: list[Result], homework: dict[str, list[float]]) -> str:
     """The homework's table, ours first (mean ± std (seeds) where there are several), then the
-    homework's numbers for the same setting, then each row's test accuracy against the first."""
+    homework's numbers for the same setting where it has them, then each row's test accuracy
+    against the first row's."""
     reference = results[0]
-    header = (f"| {SWEEP_TITLES[sweep][1]} | " + " | ".join(title for _, title in COLUMNS)
+    header = (f"| {KEY_NAMES[vary]} | " + " | ".join(title for _, title in COLUMNS)
               + " | HW2 train loss | HW2 train acc | HW2 val acc | HW2 test acc "
-              + f"| Δ test acc vs {sweep_label(sweep, reference.setting)} [95 % CI] | verdict | setting |")
+              + f"| Δ test acc vs {sweep_label(vary, reference.values)} [95 % CI] | verdict | setting |")
     lines = [header, "|" + "---|" * 12]
     for result in results:
         ours = [_cell(result.aggregates[column]) for column, _ in COLUMNS]
@@ -55,7 +67,7 @@ def sweep_table(sweep: str, results: list[Result], homework: dict[str, list[floa
         verdict = "reference" if result is reference else comparison.verdict if comparison else "seeds missing"
         missing = f" (seeds {', '.join(map(str, result.missing))} missing)" if result.missing else ""
         name = f"`{result.name}`{missing}"
-        cells = [sweep_label(sweep, result.setting), *ours, *theirs, _difference(comparison), verdict, name]
+        cells = [sweep_label(vary, result.values), *ours, *theirs, _difference(comparison), verdict, name]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -74,12 +86,12 @@ def method_note(results: list[Result]) -> str:
             "params.yaml to measure that.")
 
 
-def best_line(sweep: str, results: list[Result]) -> str:
+def best_line(vary: str, results: list[Result]) -> str:
     best = max(results, key=lambda r: r.test.mean)
     chance = 1 / num_classes(best.setting.dataset)
     mean = "mean " if best.test.n > 1 else ""
     return (f"Best {mean}test accuracy in this sweep: **{best.test.mean:.2%}** "
-            f"({SWEEP_TITLES[sweep][1]}: {sweep_label(sweep, best.setting)}; guessing scores {chance:.0%}).")
+            f"({KEY_NAMES[vary]}: {sweep_label(vary, best.values)}; guessing scores {chance:.0%}).")
 
 
 def unswept_table(results: list[Result]) -> str:

@@ -51,7 +51,8 @@ def queue_states(status_text: str, names: set[str]) -> dict[str, str]:
 def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(["dvc", *args], capture_output=True, text=True)
     if check and result.returncode != 0:
-        raise PipelineError(f"dvc {' '.join(args[:2])} failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
+        said = (result.stderr + result.stdout).strip().splitlines() or ["(nothing said)"]
+        raise PipelineError(f"dvc {' '.join(args[:2])} failed: {said[-1]}")
     return result
 
 
@@ -82,7 +83,13 @@ def main(argv=None) -> None:
         if failed:
             raise PipelineError(f"sweep: {len(failed)} of {len(names)} runs failed ({', '.join(failed)}); "
                                 f"`dvc queue logs sweep-<run>-{stamp}` shows why")
-    if subprocess.run(["dvc", "repro"]).returncode != 0:
+    gather()
+
+
+def gather(pull: bool = False) -> None:
+    """`dvc repro`: every stage the workers built is checked out of DVC's run cache (fetched from
+    the default remote first with `pull`), nothing trains twice, and the report is written."""
+    if subprocess.run(["dvc", "repro", *(["--pull"] if pull else [])]).returncode != 0:
         raise PipelineError("sweep: the last dvc repro (gathering the results, the report) failed: see above")
 
 

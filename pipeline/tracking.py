@@ -28,6 +28,9 @@ from pipeline.errors import PipelineError, redact
 EXPERIMENTS = {"mnist": "mnist-cnn", "cifar10": "cifar10-gray-cnn"}
 REPORT_EXPERIMENT = "hw2-report"  # apart from the training runs: no empty rows in their metric charts
 
+# A Dask sweep (pipeline/cluster.py) names itself to its train stages here; their runs carry it
+# as the tag `sweep`, by which the sweep closes the runs whose worker was lost.
+SWEEP_TAG_ENV = "PIPELINE_SWEEP"
 
 
 def project_root() -> Path:

@@ -89,7 +89,7 @@ def build_compiled(job: TrainJob):
     strategy, precision = configure_runtime(job.train, job.seed)
     with strategy.scope():
         model = build_model(job.name, job.setting, job.model)
-        return compile_model(model, job.train.learning_rate, jit_compile=job.train.jit_compile,
+        return compile_model(model, job.train.learning_rate, job.train.optimizer, jit_compile=job.train.jit_compile,
                              steps_per_execution=job.train.steps_per_execution), strategy, precision
 
 
@@ -163,6 +163,8 @@ def start_run(mlflow, job: TrainJob, root: Path):
     }
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get(tracking.SWEEP_TAG_ENV):
+        tags["sweep"] = os.environ[tracking.SWEEP_TAG_ENV]
     experiment = tracking.experiment_id(tracking.EXPERIMENTS[job.dataset], root)
     run = mlflow.start_run(experiment_id=experiment, run_name=f"{job.name} seed {job.seed}", tags=tags)
     mlflow.log_params(run_params(job))
@@ -193,7 +195,9 @@ def main(argv=None) -> None:
     resume = Resume.load(backup_dir(root, job.name, job.seed), fingerprint(run_params(job), job.data_md5, uri))
     with tracking.server_outage_stops(uri):
         run_id = open_run(mlflow, job, resume, root)
-    with tracking.run_outcome(run_id), resume.kept_only_if_interrupted(), tracking.server_outage_stops(uri):
+    # The backup goes only once the run has ended: a kill before that reopens this run (every
+    # epoch saved, none trained again) instead of starting a second one.
+    with resume.kept_only_if_interrupted(), tracking.run_outcome(run_id), tracking.server_outage_stops(uri):
         trained = fit(job, mlflow, run_id, resume)
         model, rows, arrays = trained.model, trained.rows, trained.arrays
         mlflow.log_params({"optimizer": optimizer_name(model), "loss": model.loss, "replicas": trained.replicas,
@@ -210,7 +214,7 @@ def main(argv=None) -> None:
         write_text(args.history, history_csv(rows))
         write_json(args.metrics, metrics)
         write_json(args.run, {"run_id": run_id, "experiment": tracking.EXPERIMENTS[job.dataset]})
-        resume.clear()
+    resume.clear()
     epoch_seconds = [row["seconds"] for row in rows]
     record_timing(root, job.name, EpochTiming(this_machine(), job.train.batch_size, len(arrays[1]), len(arrays[3]),
                                               statistics.median(epoch_seconds[1:] or epoch_seconds)))

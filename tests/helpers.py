@@ -131,8 +131,14 @@ def tiny_params() -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"].update(epochs=2, batch_size=32)
     params["seeds"] = [0]
-    keep = ("mnist-k3-s1", "mnist-k3-s1-l2", "cifar10-k3-s1")
+    return keep_settings(params, ("mnist-k3-s1", "mnist-k3-s1-l2", "cifar10-k3-s1", "cifar10-k3-s1-rgb"))
+
+
+def keep_settings(params: dict, keep) -> dict:
+    """params with only these settings, and its sweeps cut to them."""
     params["settings"] = {name: params["settings"][name] for name in keep}
+    params["sweeps"] = {name: {**sweep, "settings": [s for s in sweep["settings"] if s in keep]}
+                        for name, sweep in params["sweeps"].items() if set(sweep["settings"]) & set(keep)}
     return params
 
 

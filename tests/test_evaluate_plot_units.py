@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.config import ParamsError, Setting
+from pipeline.config import ParamsError
 from pipeline.evaluate import confused_pairs, confusion_matrix, evaluation, per_class_accuracy
 from pipeline.plot import PlotJob, feature_map_images, pick_examples, pick_feature_map_pair
 from pipeline.report import embed_images
@@ -56,11 +56,11 @@ def test_feature_map_pair_without_mistakes_takes_two_classes():
 
 
 def test_sweep_labels_follow_the_report():
-    setting = Setting(dataset="mnist", kernel=5, strides=2, l2=0.0, sweeps=())
-    assert sweep_label("kernel", setting) == "(5,5)"
-    assert sweep_label("strides", setting) == "(2,2)"
-    assert sweep_label("l2", setting) == "NO"
-    assert sweep_label("l2", Setting(dataset="mnist", kernel=3, strides=1, l2=0.001, sweeps=())) == "YES (0.001)"
+    values = {"kernel": 5, "strides": 2, "l2": 0.0, "learning_rate": 0.003, "optimizer": "sgd", "color": "rgb"}
+    assert sweep_label("kernel", values) == "(5,5)"
+    assert sweep_label("strides", values) == "(2,2)"
+    assert sweep_label("l2", values) == "NO" and sweep_label("l2", {"l2": 0.001}) == "YES (0.001)"
+    assert [sweep_label(key, values) for key in ("learning_rate", "optimizer", "color")] == ["0.003", "sgd", "rgb"]
 
 
 def test_embed_images_inlines_png(tmp_path):

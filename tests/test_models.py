@@ -8,16 +8,17 @@ import keras
 import pytest
 
 from pipeline.architecture import feature_map_sizes, layer_plan
-from pipeline.config import Cifar10ModelConfig, MnistModelConfig, Setting, architecture_problem
+from pipeline.config import Cifar10ModelConfig, MnistModelConfig, Setting
 from pipeline.errors import PipelineError
 from pipeline.models import build_model, conv_layer_names
+from pipeline.params_checks import architecture_problem
 
 MNIST = MnistModelConfig(dense_units=256)
 CIFAR = Cifar10ModelConfig(dropout=(0.2, 0.3, 0.4))
 
 
 def _setting(dataset, kernel=3, strides=1, l2=0.0):
-    return Setting(dataset=dataset, kernel=kernel, strides=strides, l2=l2, sweeps=())
+    return Setting(dataset=dataset, kernel=kernel, strides=strides, l2=l2)
 
 
 def test_parameter_counts_match_the_report():
@@ -26,6 +27,9 @@ def test_parameter_counts_match_the_report():
     cifar = build_model("c", _setting("cifar10", kernel=3), CIFAR)
     assert cifar.count_params() == 307_818
     assert sum(int(w.numpy().size) for w in cifar.non_trainable_weights) == 448
+    # in color: the first convolution sees three channels (3*3*3*32 + 32 weights instead of 3*3*1*32 + 32)
+    color = build_model("c", Setting(dataset="cifar10", kernel=3, strides=1, l2=0.0, color="rgb"), CIFAR)
+    assert color.count_params() == 307_818 + 576 and color.input_shape == (None, 32, 32, 3)
 
 
 def test_cifar_strides_only_in_first_two_convs():

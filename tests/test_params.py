@@ -57,8 +57,8 @@ BAD_VALUES = [
     (_rename("settings.mnist-k3-s1.kernel", "kernal"), "settings.mnist-k3-s1.kernal",
      "unknown key (did you mean kernel?)"),
     (_rename("plot.examples", "exampels"), "plot.exampels", "unknown key (did you mean examples?)"),
-    (_set("settings.mnist-k3-s1.sweeps", "strides"), "settings.mnist-k3-s1.sweeps",
-     "expected a list in brackets, e.g. [strides] (got 'strides')"),
+    (_set("sweeps.mnist-kernel.settings", "mnist-k3-s1"), "sweeps.mnist-kernel.settings",
+     "expected a list in brackets, e.g. [mnist-k3-s1] (got 'mnist-k3-s1')"),
     (_set("settings.mnist-k3-s1.dataset", "MNIST"), "settings.mnist-k3-s1.dataset",
      "'mnist' or 'cifar10' (got 'MNIST')"),
     (_set("extra_section", {}), "extra_section", "unknown"),
@@ -83,8 +83,27 @@ BAD_VALUES = [
     (_set("settings.mnist-k5-s3.strides", 40), "settings.mnist-k5-s3",
      "shrinks the feature map to nothing at layer max_pooling2d_1"),
     (_set("settings.cifar10-k5-s2.strides", 3), "settings.cifar10-k5-s2", "at layer max_pooling2d_3"),
-    (_set("settings.mnist-k5-s2.sweeps", ["colour"]), "settings.mnist-k5-s2.sweeps.0", "'kernel', 'strides' or 'l2'"),
-    (_set("settings.mnist-k5-s2.l2", 0.1), "settings.mnist-k5-s2.l2", "'strides' sweep"),
+    (_set("sweeps.mnist-kernel.vary", "colour"), "sweeps.mnist-kernel.vary", "'colour' is no key a setting can vary"),
+    (_set("sweeps.mnist-kernel.vary", "dataset"), "sweeps.mnist-kernel.vary", "'dataset' is no key a setting can vary"),
+    (_set("settings.mnist-k5-s2.l2", 0.1), "sweeps.mnist-strides",
+     "mnist-k5-s2 differs from mnist-k5-s1 in l2 (0.0 vs 0.1), but the sweep may vary only strides"),
+    (_set("settings.mnist-k7-s1.learning_rate", 0.01), "sweeps.mnist-kernel",
+     "mnist-k7-s1 differs from mnist-k3-s1 in learning_rate (0.001 vs 0.01), but the sweep may vary only kernel"),
+    (_set("sweeps.mnist-kernel.settings", ["mnist-k3-s1", "mnist-k9-s1"]), "sweeps.mnist-kernel.settings",
+     "no setting 'mnist-k9-s1' (known: mnist-k3-s1,"),
+    (_set("sweeps.mnist-kernel.settings", ["mnist-k3-s1", "mnist-k3-s1"]), "sweeps.mnist-kernel.settings",
+     "lists a setting twice"),
+    (_set("sweeps.mnist-kernel.by", "kernel"), "sweeps.mnist-kernel.by", "unknown key"),
+    (_set("settings.mnist-k3-s1.seed", 3), "settings.mnist-k3-s1.seed", "unknown key"),
+    (_set("settings.mnist-k3-s1.momentum", 0.9), "settings.mnist-k3-s1.momentum", "unknown key"),
+    (_set("settings.mnist-k3-s1.optimizer", "nadam"), "settings.mnist-k3-s1.optimizer",
+     "'adam', 'sgd', 'rmsprop' or 'adamw' (got 'nadam')"),
+    (_set("train.optimizer", "nadam"), "train.optimizer", "'adam', 'sgd', 'rmsprop' or 'adamw'"),
+    (_set("settings.mnist-k3-s1.learning_rate", 0), "settings.mnist-k3-s1.learning_rate", "greater than 0"),
+    (_set("settings.mnist-k3-s1.color", "rgb"), "settings.mnist-k3-s1.color", "only CIFAR-10 has colors"),
+    (_set("settings.cifar10-k3-s1.color", "cmyk"), "settings.cifar10-k3-s1.color", "'gray' or 'rgb'"),
+    (_set("settings.mnist-k3-s1.dropout", [0.1, 0.1, 0.1]), "settings.mnist-k3-s1.dropout",
+     "is an option of the cifar10 model (models.cifar10), not of mnist's"),
     (_set("settings.bad/name", SHIPPED["settings"]["mnist-k7-s1"]), "settings.bad/name", "may hold only"),
     (_set("settings", {}), "settings", "no settings"),
     (_set("settings", None), "settings", "valid dictionary"),
@@ -128,7 +147,7 @@ def test_malformed_file(tmp_path, text, problem):
 
 def test_shipped_params_are_valid_and_read_floats_in_e_notation(tmp_path):
     params = load_params(REPO / "params.yaml")
-    assert len(params.settings) == 11
+    assert len(params.settings) == 12 and len(params.sweeps) == 7  # the homework's 11 and 6, plus color
     text = (REPO / "params.yaml").read_text().replace("learning_rate: 0.001", "learning_rate: 1e-3")
     (tmp_path / "params.yaml").write_text(text)
     assert load_params(tmp_path / "params.yaml").train.learning_rate == 0.001

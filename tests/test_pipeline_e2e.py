@@ -23,6 +23,13 @@ def test_prepared_arrays(pipeline_run):
         summary = json.loads((repo / "metrics" / "preprocess" / f"{dataset}.json").read_text())
         assert summary["val"]["class_counts"] == np.bincount(y_val, minlength=10).tolist()
         assert summary["train"]["shape"] == list(x_train.shape)
+    # CIFAR-10 also in color, z-scored per channel, for settings with `color: rgb`
+    rgb = np.load(repo / "data" / "prepared" / "cifar10" / "rgb" / "x_train.npy")
+    assert rgb.shape[1:] == (32, 32, 3)
+    np.testing.assert_allclose(rgb.mean(axis=(0, 1, 2)), 0, atol=1e-3)
+    np.testing.assert_allclose(rgb.std(axis=(0, 1, 2)), 1, atol=1e-3)
+    job = json.loads((repo / "jobs" / "cifar10-k3-s1-rgb.json").read_text())
+    assert job["data"] == "data/prepared/cifar10/rgb" and job["values"]["color"] == "rgb"
 
 
 def test_second_repro_runs_nothing(pipeline_run):

@@ -76,3 +76,16 @@ def test_loaders_read_canonical_layouts(tmp_path):
     # the class block (value 250, on all three channels) is where the fixture put it: HWC order is right
     row, col = divmod(int(y_train[0]), 5)
     assert (x_train[0, row * 12 + 2, col * 6] == 250).all()
+
+
+def test_color_images_are_standardized_per_channel_on_the_training_split():
+    rng = np.random.default_rng(0)
+    labels = np.arange(200) % 10
+    images = np.stack([rng.normal(10, 2, (200, 4, 4)), rng.normal(50, 5, (200, 4, 4)),
+                       rng.normal(200, 20, (200, 4, 4))], axis=-1)
+    config = PreprocessConfig(val_fraction=0.2, normalization="zscore", seed=0)
+    splits, record = prepare(images, labels, images[:20], labels[:20], config)
+    x_train = splits["train"][0]
+    assert x_train.shape[-1] == 3 and len(record["mean"]) == 3
+    np.testing.assert_allclose(x_train.mean(axis=(0, 1, 2)), 0, atol=1e-6)
+    np.testing.assert_allclose(x_train.std(axis=(0, 1, 2)), 1, atol=1e-6)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.config import Setting
+from pipeline.config import Setting, Sweep
 from pipeline.report_build import build_report
 from pipeline.report_results import Architecture, Result, SeedResult, aggregates
 from pipeline.report_tables import sweep_table
@@ -24,11 +24,17 @@ def _seed(seed, test_accuracy, right=None):
     return SeedResult(seed, train, test, history, np.arange(TEST_IMAGES) < right, f"run-{seed}")
 
 
-def _result(name, kernel, accuracies, l2=0.0, sweeps=("kernel",), missing=(), epochs=2, subset=0.1):
-    setting = Setting(dataset="mnist", kernel=kernel, strides=1, l2=l2, sweeps=sweeps)
+def _result(name, kernel, accuracies, l2=0.0, missing=(), epochs=2, subset=0.1, learning_rate=0.001):
+    setting = Setting(dataset="mnist", kernel=kernel, strides=1, l2=l2)
     runs = [_seed(seed, accuracy) for seed, accuracy in enumerate(accuracies)]
     kernels = [("conv2d_1", np.full((3, 3, 1, 32), 0.1 * kernel))]
-    return Result(name, setting, runs, list(missing), epochs, subset, "md5", ARCHITECTURE, kernels)
+    values = {"dataset": "mnist", "kernel": kernel, "strides": 1, "l2": l2, "learning_rate": learning_rate}
+    return Result(name, setting, runs, list(missing), epochs, subset, "md5", ARCHITECTURE, kernels, values)
+
+
+def _sweeps(**members):
+    """{name: Sweep} from name=(vary, settings...)."""
+    return {name: Sweep(vary=vary, settings=tuple(settings)) for name, (vary, *settings) in members.items()}
 
 
 def test_one_seed_each_compares_by_mcnemar_beside_the_homeworks_numbers():
@@ -54,38 +60,46 @@ def test_several_seeds_give_mean_std_and_welch():
 
 def test_a_setting_with_missing_seeds_gets_no_verdict_and_the_report_says_so():
     results = {"k3": _result("k3", 3, [0.9, 0.91]), "k5": _result("k5", 5, [0.8], missing=[1])}
-    text = build_report(results, HOMEWORK).markdown
+    text = build_report(results, _sweeps(kernels=("kernel", "k3", "k5")), HOMEWORK).markdown
     assert "| seeds missing | `k5` (seeds 1 missing) |" in text
     assert "> **Incomplete: no results yet for `k5` (seeds 1).**" in text
 
 
 def test_report_has_a_section_per_sweep_names_the_best_and_the_test_used():
     results = {"k3": _result("k3", 3, [0.9]), "k5": _result("k5", 5, [0.95]),
-               "k3-l2": _result("k3-l2", 3, [0.85], l2=0.001, sweeps=("l2",))}
-    report = build_report(results, HOMEWORK)
+               "k3-l2": _result("k3-l2", 3, [0.85], l2=0.001)}
+    report = build_report(results, _sweeps(kernels=("kernel", "k3", "k5"), l2=("l2", "k3", "k3-l2")), HOMEWORK)
     text = report.markdown
     assert "## 1. MNIST" in text and "## 2. CIFAR" not in text
     assert "### Effect of the kernel size (strides 1)" in text and "### Effect of L2" in text
     assert "Best test accuracy in this sweep: **95.00%** (Kernel size: (5,5); guessing scores 10%)." in text
     assert "Verdicts: McNemar's exact test" in text and "another seed may change the verdict" in text
     assert report.smoke and "> **Smoke run: 2 epochs on 10% of the training split" in text
-    assert sorted(report.figures) == ["mnist-kernel-test", "mnist-kernel-val", "mnist-l2-test", "mnist-l2-val",
-                                      "mnist-l2-weights"]
+    assert sorted(report.figures) == ["kernels-test", "kernels-val", "l2-test", "l2-val", "l2-weights"]
     assert "| `k5` | 0 | `run-0` | `md5` | 2 | mixed_bfloat16 |" in text
     assert "| conv2d_1 (Conv2D) | (None, 28, 28, 32) | 320 |" in text
     assert "Settings in no sweep" not in text
 
 
 def test_a_setting_in_no_sweep_gets_a_table_of_its_own():
-    results = {"k3": _result("k3", 3, [0.9]), "k9": _result("k9", 9, [0.7], sweeps=())}
-    text = build_report(results, HOMEWORK).markdown
+    results = {"k3": _result("k3", 3, [0.9]), "k9": _result("k9", 9, [0.7])}
+    text = build_report(results, _sweeps(kernels=("kernel", "k3")), HOMEWORK).markdown
     assert "### Settings in no sweep" in text
     assert "| `k9` | 9 | 1 | 0 | 0.5000 | 0.8000 | 0.7500 | 0.7000 |" in text
 
 
 def test_a_full_length_run_is_no_smoke_run():
-    report = build_report({"k3": _result("k3", 3, [0.9], epochs=50, subset=1.0)}, HOMEWORK)
+    report = build_report({"k3": _result("k3", 3, [0.9], epochs=50, subset=1.0)}, {}, HOMEWORK)
     assert not report.smoke and "Smoke run" not in report.markdown
+
+
+def test_any_key_can_be_swept_and_is_labelled_by_its_value():
+    results = {"lr1": _result("lr1", 3, [0.9]), "lr3": _result("lr3", 3, [0.92], learning_rate=0.003)}
+    text = build_report(results, _sweeps(rates=("learning_rate", "lr1", "lr3")), HOMEWORK).markdown
+    assert "### Effect of the learning rate (against `lr1`)" in text
+    assert "| Learning rate | Train loss |" in text and "| Δ test acc vs 0.001 [95 % CI] |" in text
+    assert "\n| 0.003 | 0.5000 |" in text and "| – | – | – | – |" in text  # the homework has no such sweep
+    assert "Best test accuracy in this sweep: **92.00%** (Learning rate: 0.003;" in text
 
 
 def test_aggregates_per_setting_for_dvc_metrics():

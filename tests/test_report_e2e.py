@@ -66,7 +66,9 @@ def test_report_tables_match_the_metrics_files(pipeline_run):
     for heading, cells in rows:
         per_table.setdefault(heading, []).append(cells[-1].strip("`"))
     assert sorted(name for names in per_table.values() for name in names) == sorted(
-        ["mnist-k3-s1", "mnist-k3-s1", "mnist-k3-s1-l2", "cifar10-k3-s1", "cifar10-k3-s1"])
+        ["mnist-k3-s1", "mnist-k3-s1", "mnist-k3-s1-l2", "cifar10-k3-s1", "cifar10-k3-s1", "cifar10-k3-s1",
+         "cifar10-k3-s1-rgb"])
+    assert per_table["Effect of the color (against `cifar10-k3-s1`)"] == ["cifar10-k3-s1", "cifar10-k3-s1-rgb"]
     for _, cells in rows:
         name = cells[-1].strip("`")
         train = json.loads((repo / seed_path("metrics/train", name)).read_text())

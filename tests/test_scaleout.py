@@ -17,6 +17,7 @@ from tests.helpers import (
     free_port,
     http_service,
     job_file,
+    keep_settings,
     mlflow_client,
     mlflow_server,
     project_env,
@@ -34,8 +35,7 @@ QUEUED = ("mnist-k3-s1", "mnist-k3-s1-l2")
 def test_make_sweep_trains_each_run_once_with_two_workers_and_gathers_them(mirror, tmp_path):
     """`make sweep JOBS=2`: DVC's experiment queue with two workers, every run into the project's
     one store, then the results gathered from DVC's run cache (no training twice) and reported."""
-    params = tiny_params()
-    params["settings"] = {name: params["settings"][name] for name in QUEUED}
+    params = keep_settings(tiny_params(), QUEUED)
     repo = copy_project(tmp_path / "project", params)
     env = project_env(PIPELINE_DATA_MIRROR=str(mirror))
     result = run([sys.executable, "-m", "pipeline.sweep", "--jobs", "2"], repo, env=env)

@@ -52,7 +52,8 @@ def test_one_finished_run_per_setting_with_epoch_metrics(pipeline_run):
         assert params["train.learning_rate"] == "0.001" and params["train.batch_size"] == "32"
         tags = run.data.tags
         assert tags["dvc_stage"] == f"train@{name}-0"
-        assert tags["sweeps"] == ",".join(tiny_params()["settings"][name]["sweeps"])
+        in_sweeps = [sweep for sweep, value in tiny_params()["sweeps"].items() if name in value["settings"]]
+        assert tags["sweeps"] == ",".join(in_sweeps)
         assert len(tags["git_commit"]) == 40 and len(tags["data_md5"]) == 32
         contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
         assert contexts == {"training", "validation"}
@@ -120,6 +121,30 @@ def test_editing_one_setting_retrains_only_it(edited_copy):
     current = json.loads((copy / seed_path("runs", "mnist-k3-s1-l2")).read_text())["run_id"]
     assert {r.info.run_id: r.data.tags.get("current") for r in runs} == {
         r.info.run_id: ("true" if r.info.run_id == current else None) for r in runs}
+
+
+def test_a_shared_edit_retrains_only_the_settings_that_use_the_shared_value(pipeline_run, tmp_path):
+    """train.learning_rate halved, while the MNIST settings now set their own (the old shared value;
+    both, as their l2 sweep may vary l2 only): every job is re-resolved, and every setting retrains
+    but those two, whose job files stay the same."""
+    repo, env, _ = pipeline_run
+    copy = tmp_path / "project"
+    shutil.copytree(repo, copy, symlinks=True)
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    own = [name for name in SETTINGS if name.startswith("mnist")]
+    for name in own:
+        params["settings"][name]["learning_rate"] = params["train"]["learning_rate"]
+    params["train"]["learning_rate"] /= 2
+    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = dvc(copy, "status", env=env).stdout
+    assert {line[:-1] for line in status.splitlines() if line.endswith(":") and not line.startswith("\t")} == {
+        *(f"job@{name}" for name in SETTINGS), "report"}
+    ran = [line.split("'")[1] for line in dvc(copy, "repro", env=env).stdout.splitlines()
+           if line.startswith("Running stage")]
+    assert sorted(stage for stage in ran if stage.startswith("train@")) == sorted(
+        f"train@{name}-0" for name in SETTINGS if name not in own)
+    job = json.loads((copy / "jobs" / "cifar10-k3-s1.json").read_text())
+    assert job["train"]["learning_rate"] == params["train"]["learning_rate"]
 
 
 def test_invalid_setting_fails_before_training(pipeline_run, tmp_path):
