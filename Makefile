@@ -33,10 +33,11 @@ quick: setup
 	$(MAKE) --no-print-directory repro
 
 # Every (setting, seed) that needs training, JOBS at a time through DVC's experiment queue, then
-# gathered and reported (pipeline/sweep.py): for a GPU box or a many-core CPU.
+# gathered and reported (pipeline/sweep.py): for a GPU box or a many-core CPU. With SCHEDULER,
+# spread over a Dask cluster's workers instead (pipeline/cluster.py; RESOURCES per task).
 sweep: setup
 	python -m pipeline.params check
-	python -m pipeline.sweep $(if $(JOBS),--jobs $(JOBS))
+	$(if $(SCHEDULER),python -m pipeline.cluster --scheduler $(SCHEDULER) $(if $(RESOURCES),--resources $(RESOURCES)),python -m pipeline.sweep $(if $(JOBS),--jobs $(JOBS)))
 
 # Back to the homework's size in params.yaml (the values `make quick` replaced); `make repro`
 # then trains it, after saying how long that takes.
