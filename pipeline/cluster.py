@@ -77,7 +77,7 @@ def run_task(task: Task) -> Outcome:
     """On a Dask worker: build one (setting, seed) in a checkout of its own and push the results.
 
     Shipped by value (cloudpickle), so a worker needs the project's environment, not its code:
-    this function uses only the standard library and the environment's `dvc` and `git`."""
+    this module's task side uses only the standard library, and DVC and git from that environment."""
     from distributed import get_worker
 
     worker = get_worker()
