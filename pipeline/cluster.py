@@ -34,8 +34,8 @@ from urllib.parse import urlparse
 from pipeline import cli
 from pipeline.config import load_params
 from pipeline.errors import PipelineError, redact
-from pipeline.estimate import duration, estimate, stale_runs, summary
-from pipeline.sweep import dvc, gather
+from pipeline.estimate import duration
+from pipeline.sweep import dvc, gather, stale_after_shared_inputs
 from pipeline.tracking import SWEEP_TAG_ENV
 
 
@@ -214,17 +214,10 @@ def main(argv=None) -> None:
     repository = args.repository or git("config", "--default", "", "--get", "remote.origin.url") or str(Path.cwd())
     commit = git("rev-parse", "HEAD")
 
-    from pipeline import tracking
-
-    tracking.connect(tracking.project_root())  # checks the server, creates the experiments once
-    # The shared inputs once, here: every worker restores them from the remote's run cache.
-    dvc("repro", "--glob", "job@*")
+    stale, _, line = stale_after_shared_inputs(params)
+    # the workers restore the shared inputs from the remote's run cache
     dvc("push", "--quiet", "--run-cache", "--with-deps", *(f"job@{name}" for name in params.settings))
-    stale = stale_runs(Path.cwd(), params)
-    if not stale:
-        print("sweep: nothing to train", file=sys.stderr)
-    else:
-        total, line = summary(params, estimate(params, Path.cwd(), stale))
+    if stale:
         print(f"{line}, spread over the workers of {args.scheduler}", file=sys.stderr)
         sweep = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         tasks = [Task(name, seed, seed == params.seeds[0], repository, commit, args.params.read_text(encoding="utf-8"),
@@ -246,6 +239,9 @@ def submit_and_wait(scheduler: str, tasks: list[Task], resources, retries: int) 
     import cloudpickle
     from distributed import Client, as_completed
 
+    # Run as `python -m pipeline.cluster`, this module is __main__, which Dask ships by value; a
+    # task side moved to a module of its own was pickled by reference in the task graph and failed
+    # to load on workers without the project on their path (tried: "Error during deserialization").
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
         client = Client(scheduler, timeout="30s")

@@ -64,15 +64,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     jobs = args.jobs or default_jobs()
-    from pipeline import tracking
-
-    tracking.connect(tracking.project_root())  # before the workers: creating one store at once races
-    dvc("repro", "--glob", "job@*")  # the shared inputs once: the workers restore them from the run cache
-    stale = stale_runs(Path.cwd(), params)
-    if not stale:
-        print("sweep: nothing to train", file=sys.stderr)
-    else:
-        total, line = summary(params, estimate(params, Path.cwd(), stale))
+    stale, total, line = stale_after_shared_inputs(params)
+    if stale:
         print(f"{line}; {jobs} at a time: about {duration(total / jobs)}", file=sys.stderr)
         stamp = time.strftime("%H%M%S")  # names stay unique when the sweep runs again
         names = {f"sweep-{name}-{seed}-{stamp}": f"{name}-{seed}" for name, seed in stale}
@@ -91,6 +84,22 @@ def gather(pull: bool = False) -> None:
     the default remote first with `pull`), nothing trains twice, and the report is written."""
     if subprocess.run(["dvc", "repro", *(["--pull"] if pull else [])]).returncode != 0:
         raise PipelineError("sweep: the last dvc repro (gathering the results, the report) failed: see above")
+
+
+def stale_after_shared_inputs(params) -> tuple[list[tuple[str, int]], float, str]:
+    """The tracking store (before the workers: creating one at once races) and the shared inputs
+    (every job@ stage: the workers restore them from the run cache), built once here; then the
+    (setting, seed) runs that need training, with the estimate of their time (seconds, and the
+    line that says it)."""
+    from pipeline import tracking
+
+    tracking.connect(tracking.project_root())
+    dvc("repro", "--glob", "job@*")
+    stale = stale_runs(Path.cwd(), params)
+    if not stale:
+        print("sweep: nothing to train", file=sys.stderr)
+        return stale, 0.0, ""
+    return stale, *summary(params, estimate(params, Path.cwd(), stale))
 
 
 def wait(names: dict[str, str]) -> list[str]:
