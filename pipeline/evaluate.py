@@ -1,7 +1,8 @@
 """evaluate stage: one (setting, seed)'s trained model on the test split.
 
 Writes test loss/accuracy and per-class accuracy (a DVC metric), the confusion pairs (a DVC plot
-with the `confusion` template) and the test predictions with their confidences; logs the same
+with the `confusion` template), the test predictions with their confidences, and what the plot and
+report stages draw from the model (pipeline.model_view: they need no TensorFlow); logs the same
 numbers to the setting's MLflow run.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import cli
+from pipeline import cli, model_view
 from pipeline.datasets import CLASS_NAMES
 from pipeline.job import load_job
 from pipeline.outputs import atomic_file, write_json, write_text
@@ -63,6 +64,16 @@ def evaluation(probabilities: np.ndarray, y_true: np.ndarray, loss: float, names
     }
 
 
+def view_of(model, x_test: np.ndarray, probabilities: np.ndarray, y_test: np.ndarray) -> model_view.ModelView:
+    """What the figures and the report draw from the model, with the auto feature-map pair's maps."""
+    from pipeline.models import conv_activations, summary_rows, weighted_layers
+
+    pair = model_view.pick_feature_map_pair(probabilities, y_test)
+    rows, trainable, frozen = summary_rows(model)
+    return model_view.ModelView(rows, trainable, frozen, weighted_layers(model), pair,
+                                conv_activations(model, np.asarray(x_test[list(pair)])))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.evaluate", description=__doc__)
     parser.add_argument("job", type=Path, help="the setting's job file: its dataset and data")
@@ -71,6 +82,8 @@ def main(argv=None) -> None:
     parser.add_argument("metrics", type=Path, help="JSON with test metrics (written)")
     parser.add_argument("confusion", type=Path, help="CSV actual,predicted per test image (written)")
     parser.add_argument("predictions", type=Path, help=".npy of test-set class probabilities (written)")
+    parser.add_argument("view", type=Path, help=".npz of what the figures and the report draw from the model "
+                        "(written; pipeline.model_view)")
     args = parser.parse_args(argv)
     job = load_job(args.job, seed=0)  # which seed trained the model does not matter here
     names = CLASS_NAMES[job.dataset]
@@ -91,6 +104,7 @@ def main(argv=None) -> None:
         loss = model.evaluate(np.asarray(x_test), keras.utils.to_categorical(y_test, len(names)), batch_size=512,
                               verbose=0, return_dict=True)["loss"]
         results = evaluation(probabilities, y_test, loss, names)
+        model_view.write(args.view, view_of(model, x_test, probabilities, y_test))
 
         with atomic_file(args.predictions) as tmp:
             with tmp.open("wb") as handle:

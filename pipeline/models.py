@@ -81,6 +81,13 @@ def conv_layer_names(model: keras.Model) -> list[str]:
     return [layer.name for layer in model.layers if isinstance(layer, layers.Conv2D)]
 
 
+def conv_activations(model: keras.Model, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Each conv layer's output for `images`, by layer name."""
+    names = conv_layer_names(model)
+    probe = keras.Model(model.inputs, [model.get_layer(name).output for name in names])
+    return dict(zip(names, probe.predict(images, verbose=0)))
+
+
 def weighted_layers(model: keras.Model) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, kernel, bias) of every conv and dense layer: the weights the figures draw."""
     return [(layer.name, *(np.asarray(w) for w in layer.get_weights()))

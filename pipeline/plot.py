@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from pipeline import cli
+from pipeline import cli, model_view
 from pipeline.config import ImagePair, Params, ParamsError, load_params
 from pipeline.datasets import CLASS_NAMES
 from pipeline.evaluate import confusion_matrix
@@ -60,26 +60,6 @@ def pick_examples(probabilities: np.ndarray, y_true: np.ndarray, count: int) -> 
     wrong = np.flatnonzero(predicted != y_true)
     wrong = wrong[np.argsort(-probabilities[wrong].max(axis=1), kind="stable")][:count]
     return correct, wrong
-
-
-def pick_feature_map_pair(probabilities: np.ndarray, y_true: np.ndarray) -> tuple[int, int]:
-    """The most confident mistake, and the most confident correct image of the class it was
-    taken for (the report's 6-taken-for-1 beside a real 1); without mistakes, the two most
-    confident images of different classes."""
-    predicted = probabilities.argmax(axis=1)
-    confidence = probabilities.max(axis=1)
-    wrong = np.flatnonzero(predicted != y_true)
-    if len(wrong):
-        mistake = int(wrong[np.argmax(confidence[wrong])])
-        same = np.flatnonzero((y_true == predicted[mistake]) & (predicted == y_true))
-        if len(same):
-            return mistake, int(same[np.argmax(confidence[same])])
-    order = np.argsort(-confidence, kind="stable")
-    first = int(order[0])
-    if len(set(y_true.tolist())) == 1:
-        return first, int(order[1])
-    other = next(int(i) for i in order if y_true[i] != y_true[first])
-    return first, other
 
 
 def show(axes, image: np.ndarray) -> None:
@@ -188,14 +168,24 @@ def confusion_figure(matrix: np.ndarray, names: list[str], pairs: list[dict], ti
     return figure
 
 
-def feature_map_images(job: PlotJob, probabilities, y_true, params_path: Path) -> tuple[int, int]:
+def feature_map_images(job: PlotJob, auto_pair: tuple[int, int], y_true, params_path: Path) -> tuple[int, int]:
     if job.images == "auto":
-        return pick_feature_map_pair(probabilities, y_true)
+        return auto_pair
     for index in job.images:
         if index >= len(y_true):
             raise ParamsError(params_path, f"plot.feature_map_images.{job.dataset}",
                               f"index {index} is out of range (the test set has {len(y_true)} images)")
-    return job.images
+    return tuple(job.images)
+
+
+def explicit_pair_activations(model_path: Path, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Feature maps of images the user picked (plot.feature_map_images), from the model itself."""
+    load_tensorflow()
+    import keras
+
+    from pipeline.models import conv_activations
+
+    return conv_activations(keras.models.load_model(model_path), images)
 
 
 def main(argv=None) -> None:
@@ -203,11 +193,13 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("setting", help="a key under `settings:` in params.yaml")
     parser.add_argument("job", type=Path, help="the setting's job file: where its test images are")
-    parser.add_argument("model", type=Path, help="the trained .keras model")
+    parser.add_argument("model", type=Path, help="the trained .keras model (read only for feature-map images "
+                        "picked in params.yaml)")
     parser.add_argument("run", type=Path, help="run-id JSON written by the train stage")
     parser.add_argument("history", type=Path, help="per-epoch history CSV from the train stage")
     parser.add_argument("evaluation", type=Path, help="test metrics JSON from the evaluate stage")
     parser.add_argument("predictions", type=Path, help="test probabilities .npy from the evaluate stage")
+    parser.add_argument("view", type=Path, help="the model's weights and feature maps .npz from the evaluate stage")
     parser.add_argument("out", type=Path, help="directory for the PNGs (written)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
@@ -219,33 +211,28 @@ def main(argv=None) -> None:
     x_test = np.load(data / "x_test.npy", mmap_mode="r")
     y_test = np.load(data / "y_test.npy")
     probabilities = np.load(args.predictions)
-    pair = feature_map_images(job, probabilities, y_test, args.params)
+    view = model_view.read(args.view)
+    pair = feature_map_images(job, view.pair, y_test, args.params)
+    images = np.asarray(x_test[list(pair)])
 
     from pipeline import tracking
 
     tracking.connect(tracking.project_root())
-    load_tensorflow()
     run_id = tracking.run_id_of(args.run)
     with tracking.run_outcome(run_id, ends_run=False):
-        import keras
         import mlflow
 
-        from pipeline.models import conv_layer_names, weighted_layers
-
-        model = keras.models.load_model(args.model)
-        conv_names = conv_layer_names(model)
-        probe = keras.Model(model.inputs, [model.get_layer(name).output for name in conv_names])
-        images = np.asarray(x_test[list(pair)])
-        activations = probe.predict(images, verbose=0)
+        # the evaluate stage saved the auto pair's feature maps; only another pair needs the model
+        activations = view.activations if pair == view.pair else explicit_pair_activations(args.model, images)
         correct, wrong = pick_examples(probabilities, y_test, job.examples)
         pairs = json.loads(args.evaluation.read_text(encoding="utf-8"))["most_confused"]
         figures = {
             "learning_curves": learning_curves_figure(read_history(args.history), title),
             "examples": examples_figure(x_test, y_test, probabilities, correct, wrong, names, title),
             "feature_maps": feature_maps_figure(
-                images, activations, conv_names,
+                images, list(activations.values()), list(activations),
                 [_caption(names, y_test, probabilities, i) for i in pair], job.channels, title),
-            "weights": weights_figure(weighted_layers(model), title),
+            "weights": weights_figure(view.weights, title),
             "confusion": confusion_figure(confusion_matrix(y_test, probabilities.argmax(axis=1), len(names)), names,
                                           pairs, title),
         }

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pipeline import cli
+from pipeline import cli, model_view
 from pipeline.config import Params, Setting, Sweep, load_params, setting_values
 from pipeline.errors import PipelineError
 from pipeline.history import read_history
@@ -32,7 +32,6 @@ from pipeline.job import TrainJob, load_job, run_params
 from pipeline.outputs import atomic_dir, write_json, write_text
 from pipeline.report_build import build_report
 from pipeline.report_results import Architecture, Result, SeedResult, aggregates, mean_curve
-from pipeline.runtime import load_tensorflow
 
 
 @dataclass(frozen=True)
@@ -66,20 +65,17 @@ def seed_result(name: str, seed: int, y_test: np.ndarray, args) -> SeedResult | 
 
 def load_result(name: str, seeds: tuple[int, ...], args) -> tuple[Result, TrainJob]:
     """One setting's results over its seeds; its job file says what it trained with."""
-    import keras
-
-    from pipeline.models import summary_rows, weighted_layers
-
     job = load_job(args.jobs / f"{name}.json", seeds[0])
     y_test = np.load(job.data / "y_test.npy")
     found = {seed: seed_result(name, seed, y_test, args) for seed in seeds}
     runs = [run for run in found.values() if run is not None]
     if not runs:
         raise PipelineError(f"setting {name}: no results for any of its seeds {list(seeds)} (run dvc repro)")
-    model = keras.models.load_model(args.models / name / f"seed{runs[0].seed}.keras")
+    view = model_view.read(args.views / name / f"seed{runs[0].seed}.npz")
     result = Result(name, job.setting, runs, [seed for seed, run in found.items() if run is None],
-                    job.train.epochs, job.train.subset, job.data_md5, Architecture(*summary_rows(model)),
-                    [(layer, kernel) for layer, kernel, _ in weighted_layers(model)],
+                    job.train.epochs, job.train.subset, job.data_md5,
+                    Architecture(view.rows, view.trainable, view.frozen),
+                    [(layer, kernel) for layer, kernel, _ in view.weights],
                     setting_values(job.setting, job.train, job.model))
     return result, job
 
@@ -179,8 +175,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, what in (("jobs", "job files"), ("metrics", "metrics/train and metrics/eval"),
-                       ("history", "per-epoch CSVs"), ("runs", "run-id files"), ("models", "trained models"),
-                       ("predictions", "test predictions"), ("figures", "per-setting figures"),
+                       ("history", "per-epoch CSVs"), ("runs", "run-id files"),
+                       ("views", "model views (pipeline.model_view)"), ("predictions", "test predictions"),
+                       ("figures", "per-setting figures"),
                        ("homework", "the homework's numbers (YAML)"), ("out", "Markdown report (written)"),
                        ("html", "HTML report (written)"), ("summary", "comparison figures (written)"),
                        ("aggregates", "per-setting mean/std/n/CI JSON (written)")):
@@ -196,7 +193,6 @@ def main(argv=None) -> None:
 
     root = tracking.project_root()
     tracking.connect(root)
-    load_tensorflow()
     client = mlflow.MlflowClient()
     loaded = {name: load_result(name, job.seeds, args) for name in job.settings}
     results = {name: result for name, (result, _) in loaded.items()}

@@ -7,7 +7,8 @@ import pytest
 
 from pipeline.config import ParamsError
 from pipeline.evaluate import confused_pairs, confusion_matrix, evaluation, per_class_accuracy
-from pipeline.plot import PlotJob, feature_map_images, pick_examples, pick_feature_map_pair
+from pipeline.model_view import ModelView, pick_feature_map_pair, read, write
+from pipeline.plot import PlotJob, feature_map_images, pick_examples
 from pipeline.report import embed_images
 from pipeline.report_tables import sweep_label
 
@@ -74,7 +75,24 @@ def test_feature_map_index_out_of_range_names_the_key():
     job = PlotJob(dataset="mnist", examples=8, channels=8, images=(3, 10))
     y_true = np.arange(10) % 3
     with pytest.raises(ParamsError) as caught:
-        feature_map_images(job, _one_hot_probs(y_true, [0.9] * 10), y_true, "params.yaml")
+        feature_map_images(job, (0, 1), y_true, "params.yaml")
     assert str(caught.value) == ("params.yaml: plot.feature_map_images.mnist: index 10 is out of range "
                                  "(the test set has 10 images)")
-    assert feature_map_images(PlotJob("mnist", 8, 8, (3, 9)), None, y_true, "params.yaml") == (3, 9)
+    assert feature_map_images(PlotJob("mnist", 8, 8, (3, 9)), (0, 1), y_true, "params.yaml") == (3, 9)
+    assert feature_map_images(PlotJob("mnist", 8, 8, "auto"), (4, 7), y_true, "params.yaml") == (4, 7)
+
+
+def test_a_model_view_reads_back_as_written(tmp_path):
+    rng = np.random.default_rng(0)
+    weights = [("conv1", rng.normal(size=(3, 3, 1, 4)), rng.normal(size=4)), ("output", rng.normal(size=(8, 3)),
+                                                                            rng.normal(size=3))]
+    activations = {"conv2": rng.normal(size=(2, 4, 4, 8)), "conv1": rng.normal(size=(2, 8, 8, 4))}
+    view = ModelView([("conv1", "Conv2D", (None, 8, 8, 4), 40)], 67, 0, weights, (5, 2), activations)
+    write(tmp_path / "v.npz", view)
+    back = read(tmp_path / "v.npz")
+    assert (back.rows, back.trainable, back.frozen, back.pair) == (view.rows, 67, 0, (5, 2))
+    assert list(back.activations) == ["conv2", "conv1"]  # layer order kept: the figure's rows
+    assert all(np.array_equal(back.activations[k], v) for k, v in activations.items())
+    assert [name for name, _, _ in back.weights] == ["conv1", "output"]
+    assert all(np.array_equal(a, b) for (_, *a_arrays), (_, *b_arrays) in zip(back.weights, weights)
+               for a, b in zip(a_arrays, b_arrays))

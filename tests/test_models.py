@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import keras
+import numpy as np
 import pytest
 
 from pipeline.architecture import feature_map_sizes, layer_plan
@@ -68,3 +69,19 @@ def test_shape_arithmetic_agrees_with_keras(dataset, kernel, strides):
                                              if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D))]
     for layer, size in planned:
         assert built[layer] == size, layer
+
+
+def test_the_evaluate_stage_view_holds_each_conv_layer_map_of_the_auto_pair():
+    from pipeline.evaluate import view_of
+
+    model = build_model("c", _setting("cifar10"), CIFAR)
+    x = np.random.default_rng(0).normal(size=(6, 32, 32, 1)).astype("float32")
+    y = np.array([0, 1, 2, 3, 4, 5])
+    probabilities = np.eye(10)[[0, 1, 2, 3, 4, 4]] * 0.9 + 0.01  # image 5 (a 5) taken for a 4
+    view = view_of(model, x, probabilities, y)
+    assert view.pair == (5, 4)
+    assert list(view.activations) == conv_layer_names(model)
+    assert [a.shape[1:] for a in view.activations.values()] == \
+        [tuple(model.get_layer(n).output.shape[1:]) for n in conv_layer_names(model)]
+    assert all(a.shape[0] == 2 for a in view.activations.values())
+    assert view.trainable == model.count_params() - view.frozen

@@ -187,7 +187,7 @@ def test_command_line_exits_with_one_line(tmp_path, text, key, problem):
     assert problem in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("stage,paths", [("job", 2), ("plot", 7)])
+@pytest.mark.parametrize("stage,paths", [("job", 2), ("plot", 8)])
 def test_unknown_setting_is_one_line_naming_the_known_ones(stage, paths):
     """Every stage that takes a setting, asked for one that params.yaml lacks (the paths after it
     are never reached)."""
@@ -198,7 +198,7 @@ def test_unknown_setting_is_one_line_naming_the_known_ones(stage, paths):
     assert result.stderr == f"error: params.yaml: settings.nosuch: no such setting (known: {known})\n"
 
 
-@pytest.mark.parametrize("stage,paths", [("train", 4), ("evaluate", 5)])
+@pytest.mark.parametrize("stage,paths", [("train", 4), ("evaluate", 6)])
 def test_a_missing_job_file_is_one_line(stage, paths):
     """The stages that run a (setting, seed) read its job file, not params.yaml."""
     command = [sys.executable, "-m", f"pipeline.{stage}", "jobs/nosuch.json", *["0"] * (stage == "train"),
