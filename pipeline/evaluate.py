@@ -64,6 +64,16 @@ def evaluation(probabilities: np.ndarray, y_true: np.ndarray, loss: float, names
     }
 
 
+def test_loss(model, probabilities: np.ndarray, y_test: np.ndarray) -> float:
+    """What `model.evaluate` reports as loss (the compiled cross-entropy plus the L2 penalty),
+    from the predictions already made: one pass over the test set instead of two."""
+    import keras
+
+    onehot = keras.utils.to_categorical(y_test, probabilities.shape[1])
+    cross_entropy = keras.ops.mean(keras.losses.categorical_crossentropy(onehot, probabilities))
+    return float(cross_entropy) + sum(float(penalty) for penalty in model.losses)
+
+
 def view_of(model, x_test: np.ndarray, probabilities: np.ndarray, y_test: np.ndarray) -> model_view.ModelView:
     """What the figures and the report draw from the model, with the auto feature-map pair's maps."""
     from pipeline.models import conv_activations, summary_rows, weighted_layers
@@ -101,9 +111,7 @@ def main(argv=None) -> None:
         x_test = np.load(job.data / "x_test.npy", mmap_mode="r")
         y_test = np.load(job.data / "y_test.npy")
         probabilities = model.predict(np.asarray(x_test), batch_size=512, verbose=0)
-        loss = model.evaluate(np.asarray(x_test), keras.utils.to_categorical(y_test, len(names)), batch_size=512,
-                              verbose=0, return_dict=True)["loss"]
-        results = evaluation(probabilities, y_test, loss, names)
+        results = evaluation(probabilities, y_test, test_loss(model, probabilities, y_test), names)
         model_view.write(args.view, view_of(model, x_test, probabilities, y_test))
 
         with atomic_file(args.predictions) as tmp:

@@ -85,3 +85,28 @@ def test_the_evaluate_stage_view_holds_each_conv_layer_map_of_the_auto_pair():
         [tuple(model.get_layer(n).output.shape[1:]) for n in conv_layer_names(model)]
     assert all(a.shape[0] == 2 for a in view.activations.values())
     assert view.trainable == model.count_params() - view.frozen
+
+
+def test_feature_maps_of_picked_images_come_from_the_saved_model(tmp_path):
+    from pipeline.models import conv_activations
+    from pipeline.plot import explicit_pair_activations
+
+    model = build_model("m", _setting("mnist"), MNIST)
+    model.save(tmp_path / "m.keras")
+    images = np.random.default_rng(1).normal(size=(2, 28, 28, 1)).astype("float32")
+    picked = explicit_pair_activations(tmp_path / "m.keras", images)
+    expected = conv_activations(model, images)
+    assert list(picked) == list(expected) == conv_layer_names(model)
+    assert all(np.allclose(picked[name], expected[name], atol=1e-5) for name in expected)
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.001])
+def test_test_loss_from_predictions_is_what_keras_evaluate_reports(l2):
+    from pipeline.evaluate import test_loss
+    from pipeline.models import compile_model
+
+    model = compile_model(build_model("m", _setting("mnist", l2=l2), MnistModelConfig(dense_units=16)), 1e-3)
+    x = np.random.default_rng(0).normal(size=(64, 28, 28, 1)).astype("float32")
+    y = np.arange(64) % 10
+    expected = model.evaluate(x, keras.utils.to_categorical(y, 10), verbose=0, return_dict=True)["loss"]
+    assert test_loss(model, model.predict(x, verbose=0), y) == pytest.approx(expected, rel=1e-5)
