@@ -21,7 +21,6 @@ import importlib
 import json
 import os
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -44,8 +43,6 @@ TIMED = {
 }
 STAGE_PHASE = {"train": "train: the rest (model save, metrics files)", "evaluate": "test evaluation",
                "plot": "figures", "report": "report"}
-SCRATCH_FILES = ("dvc.yaml", "params.yaml", "pipeline", "reports/homework_results.yaml", ".gitignore", ".dvc/config",
-                 ".dvc/.gitignore", ".dvcignore", "mlruns/.gitkeep")
 
 
 def run_timed(module: str, argv: list[str], out: Path) -> None:
@@ -87,14 +84,8 @@ def run_timed(module: str, argv: list[str], out: Path) -> None:
 def scratch_project(source: Path, dest: Path, setting: str) -> Path:
     """A git + DVC checkout of `source`'s pipeline with one setting, one seed, at the quick size."""
     from pipeline.config import SIZES
+    from tests.helpers import copy_project
 
-    for name in SCRATCH_FILES:
-        src, dst = source / name, dest / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy2(src, dst)
     params = yaml.safe_load((source / "params.yaml").read_text(encoding="utf-8"))
     params["settings"] = {setting: params["settings"][setting]}
     params["sweeps"] = {}
@@ -102,11 +93,7 @@ def scratch_project(source: Path, dest: Path, setting: str) -> Path:
     for key, value in SIZES["quick"].items():
         section, name = key.split(".")
         params[section][name] = value
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    for command in (["git", "init", "-q"], ["git", "add", "-A"],
-                    ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "scratch"]):
-        subprocess.run(command, cwd=dest, check=True)
-    return dest
+    return copy_project(dest, params, source)
 
 
 def stage_commands(project: Path, targets: list[str]) -> dict[str, list[str]]:

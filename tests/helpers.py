@@ -39,10 +39,10 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: boo
     return result
 
 
-def copy_project(dest: Path, params: dict | None = None) -> Path:
-    """A fresh git+DVC checkout of the project's pipeline files in `dest`."""
+def copy_project(dest: Path, params: dict | None = None, source: Path = REPO) -> Path:
+    """A fresh git+DVC checkout of the pipeline files of the project in `source` in `dest`."""
     for name in PROJECT_FILES:
-        src, dst = REPO / name, dest / name
+        src, dst = source / name, dest / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
