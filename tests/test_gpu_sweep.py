@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import yaml
 
-from bench.gpu_sweep import pack, planned_runs, spec_params, unpack_cifar10
+from bench.gpu_data import pack, unpack_cifar10
+from bench.gpu_sweep import planned_runs, spec_params
 from pipeline.preprocess import load_cifar10, to_gray
 from tests.datasets import write_mirror
 from tests.helpers import tiny_params
