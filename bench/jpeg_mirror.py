@@ -24,9 +24,11 @@ import numpy as np
 import pooch
 
 from bench.jpeg_sensitivity import reencoded
-from pipeline.download import MANIFEST, read_manifest
+from pipeline.download import ARCHIVES, CIFAR_MEMBERS, MANIFEST, read_manifest
+from pipeline.outputs import atomic_file
 
-CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
+# every member that holds images: all but batches.meta
+IMAGE_MEMBERS = tuple(name for name in CIFAR_MEMBERS if not name.endswith("batches.meta"))
 
 
 def reencoded_batch(batch: dict, quality: int) -> dict:
@@ -45,11 +47,10 @@ def reencode_archive(source: Path, dest: Path, quality: int) -> None:
                 tar_out.addfile(member)
                 continue
             blob = tar_in.extractfile(member).read()
-            name = Path(member.name).name
-            if name.startswith("data_batch_") or name == "test_batch":
+            if member.name in IMAGE_MEMBERS:
                 batch = reencoded_batch(pickle.loads(blob, encoding="bytes"), quality)
                 blob = pickle.dumps(batch, protocol=2)
-                print(f"  {name}: {len(batch[b'labels'])} images at quality {quality}", flush=True)
+                print(f"  {Path(member.name).name}: {len(batch[b'labels'])} images at quality {quality}", flush=True)
             member.size = len(blob)
             tar_out.addfile(member, io.BytesIO(blob))
 
@@ -58,10 +59,9 @@ def write_mirror(source: Path, quality: int, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     lines = []
     for name in read_manifest(str(source)):
-        if name == CIFAR_ARCHIVE:
-            partial = dest / f"{name}.partial"
-            reencode_archive(source / name, partial, quality)
-            partial.replace(dest / name)
+        if name == ARCHIVES["cifar10"].file_name:
+            with atomic_file(dest / name) as partial:
+                reencode_archive(source / name, partial, quality)
         else:
             shutil.copyfile(source / name, dest / name)
         lines.append(f"{pooch.file_hash(str(dest / name))}  {name}\n")
