@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -44,6 +45,10 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         main(argv)
+        # Python's collections at exit would walk every object TensorFlow and MLflow made: 1.5 s of
+        # each TensorFlow stage's start-to-exit on a 2-core CPU, for nothing (outputs are closed and
+        # the run's status set by now). Frozen objects are left to the OS, as all memory is anyway.
+        gc.freeze()
     except PipelineError as exc:
         notes = "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
         print(f"error: {exc}{notes}", file=sys.stderr)
