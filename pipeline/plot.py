@@ -141,7 +141,7 @@ def weights_figure(layers: list[tuple[str, np.ndarray, np.ndarray]], title: str)
     for row, (name, kernel, bias) in enumerate(layers):
         for col, (label, values) in enumerate((("weights", kernel), ("biases", bias))):
             axes = grid[row, col]
-            axes.hist(values.ravel(), bins=60, histtype="stepfilled",  # one patch, not 60 bars: 4x faster to draw
+            axes.hist(values.ravel(), bins=60, histtype="stepfilled",  # one patch, not 60 bars: half the figure's time
                       color="tab:blue" if col == 0 else "tab:orange")
             axes.set_title(f"{name} {label} (std {values.std():.3g})", fontsize=9)
             axes.set_ylabel("count")
