@@ -38,6 +38,7 @@ class Resume:
     fingerprint: str
     run_id: str | None = None
     rows: tuple = ()
+    logged_steps: frozenset = frozenset()  # epochs the resumed run has in MLflow (set when it is reopened)
 
     @classmethod
     def load(cls, directory: Path, fingerprint: str) -> Resume:
@@ -91,7 +92,10 @@ def epoch_checkpoint(mlflow, run_id: str, resume: Resume):
 
     Saving first: a SIGKILL (which cannot be deferred) between the two leaves an epoch saved but
     not logged, which the next attempt logs (log_missing_epochs); the other order would log an
-    epoch twice when it re-runs. Not mlflow.keras.MlflowCallback: it also logs validation_*
+    epoch twice when it re-runs. The next attempt logs them only once Keras has restored its backup
+    (the first epoch it begins, or the end of a fit with none left): a kill during Keras' own save
+    rewinds it one epoch, and that epoch, re-run, is logged when it ends.
+    Not mlflow.keras.MlflowCallback: it also logs validation_*
     metrics at step 0 on every evaluation (duplicate steps) and logs asynchronously, so a killed
     run can lose epochs.
     """
@@ -102,9 +106,22 @@ def epoch_checkpoint(mlflow, run_id: str, resume: Resume):
             # double_checkpoint: a SIGKILL (which cannot be deferred) mid-save leaves the previous one
             super().__init__(str(resume.directory / "keras"), double_checkpoint=True)
             self.rows = list(resume.rows)
+            self.settled = False
 
         def on_epoch_begin(self, epoch, logs=None):
+            self.log_saved_epochs_keras_kept(epoch)
             self.started = time.perf_counter()
+
+        def on_train_end(self, logs=None):
+            self.log_saved_epochs_keras_kept(len(self.rows))
+            super().on_train_end(logs)
+
+        def log_saved_epochs_keras_kept(self, first_epoch: int) -> None:
+            if self.settled:
+                return
+            del self.rows[first_epoch:]
+            log_missing_epochs(mlflow, run_id, self.rows, resume.logged_steps)
+            self.settled = True
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
