@@ -26,8 +26,9 @@ repro: setup
 	python -m pipeline.estimate --confirm
 	dvc repro
 
-# Every stage and setting in minutes: params.yaml is set to the quick size (2 epochs on 10 % of
-# the images, a smoke run); every later `dvc repro` works at that size until `make full`.
+# Every stage and setting in minutes: params.yaml is set to the quick size (a smoke run of a few
+# epochs on a share of the images: SIZES in pipeline/config.py); every later `dvc repro` works at
+# that size until `make full`.
 quick: setup
 	python -m pipeline.params size quick
 	$(MAKE) --no-print-directory repro
