@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.checkpoint import Resume, epoch_checkpoint
 
-pytestmark = pytest.mark.e2e  # trains a (two-weight) model
+pytestmark = pytest.mark.e2e  # trains a (one-layer) model
 
 
 class StepLog:
@@ -43,18 +43,18 @@ def tiny_fit(callbacks, epochs: int, killed_at: int | None = None) -> None:
     model.fit(x, y, validation_data=(x, y), epochs=epochs, verbose=0, callbacks=[*callbacks, Kill()])
 
 
-def first_attempt(directory, epochs_done: int) -> tuple[Resume, StepLog]:
+def first_attempt(directory, epochs_done: int) -> Resume:
     """Train `epochs_done` epochs, then die as the next one starts: Keras' backup and our state
     both hold `epochs_done` epochs, all logged."""
     resume, log = Resume(directory, "fp"), StepLog()
     with pytest.raises(KilledAtEpoch):
         tiny_fit([epoch_checkpoint(log, "run", resume)], epochs=epochs_done + 1, killed_at=epochs_done)
     assert log.steps == list(range(1, epochs_done + 1))
-    return Resume.load(directory, "fp"), log
+    return Resume.load(directory, "fp")
 
 
 def test_an_epoch_saved_and_logged_is_not_trained_or_logged_again(tmp_path):
-    saved, _ = first_attempt(tmp_path, epochs_done=2)
+    saved = first_attempt(tmp_path, epochs_done=2)
     again = StepLog()
     resumed = Resume(tmp_path, "fp", saved.run_id, saved.rows, frozenset({1, 2}))
     tiny_fit([epoch_checkpoint(again, "run", resumed)], epochs=4)
@@ -63,7 +63,7 @@ def test_an_epoch_saved_and_logged_is_not_trained_or_logged_again(tmp_path):
 
 def test_an_epoch_saved_but_not_logged_is_logged_once(tmp_path):
     # killed between our save of epoch 2 and its logging: MLflow has step 1 only
-    saved, _ = first_attempt(tmp_path, epochs_done=2)
+    saved = first_attempt(tmp_path, epochs_done=2)
     again = StepLog()
     resumed = Resume(tmp_path, "fp", saved.run_id, saved.rows, frozenset({1}))
     tiny_fit([epoch_checkpoint(again, "run", resumed)], epochs=4)
@@ -73,7 +73,7 @@ def test_an_epoch_saved_but_not_logged_is_logged_once(tmp_path):
 def test_an_epoch_whose_keras_backup_was_killed_is_logged_once_when_it_reruns(tmp_path):
     # killed during Keras' own save of epoch 3, after ours: our state has 3 epochs, Keras' backup
     # (double_checkpoint) rewinds to 2, and MLflow never saw step 3
-    saved, _ = first_attempt(tmp_path, epochs_done=2)
+    saved = first_attempt(tmp_path, epochs_done=2)
     third = {**saved.rows[-1], "epoch": 3}
     resumed = Resume(tmp_path, "fp", saved.run_id, (*saved.rows, third), frozenset({1, 2}))
     again = StepLog()
@@ -82,7 +82,7 @@ def test_an_epoch_whose_keras_backup_was_killed_is_logged_once_when_it_reruns(tm
 
 
 def test_a_last_epoch_saved_but_not_logged_is_logged_at_the_end_of_a_fit_with_nothing_left(tmp_path):
-    saved, _ = first_attempt(tmp_path, epochs_done=3)
+    saved = first_attempt(tmp_path, epochs_done=3)
     again = StepLog()
     resumed = Resume(tmp_path, "fp", saved.run_id, saved.rows, frozenset({1, 2}))
     tiny_fit([epoch_checkpoint(again, "run", resumed)], epochs=3)
