@@ -24,11 +24,10 @@ import numpy as np
 import pooch
 
 from bench.jpeg_sensitivity import reencoded
-from pipeline.download import ARCHIVES, CIFAR_MEMBERS, MANIFEST, read_manifest
+from pipeline.download import ARCHIVES, CIFAR_DIR, CIFAR_MEMBERS, CIFAR_META, MANIFEST, read_manifest
 from pipeline.outputs import atomic_file
 
-# every member that holds images: all but batches.meta
-IMAGE_MEMBERS = tuple(name for name in CIFAR_MEMBERS if not name.endswith("batches.meta"))
+IMAGE_MEMBERS = tuple(name for name in CIFAR_MEMBERS if name != f"{CIFAR_DIR}/{CIFAR_META}")
 
 
 def reencoded_batch(batch: dict, quality: int) -> dict:

@@ -31,10 +31,10 @@ MIRROR_ENV = "PIPELINE_DATA_MIRROR"
 MANIFEST = "SHA256SUMS"
 RETRIES = 3  # transient network errors: 1 s, 2 s, 3 s back-off (pooch's schedule)
 CIFAR_DIR = "cifar-10-batches-py"
-CIFAR_MEMBERS = tuple(f"{CIFAR_DIR}/{name}" for name in (
-    "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
-    "test_batch", "batches.meta",
-))
+CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_TEST_BATCH = "test_batch"
+CIFAR_META = "batches.meta"
+CIFAR_MEMBERS = tuple(f"{CIFAR_DIR}/{name}" for name in (*CIFAR_TRAIN_BATCHES, CIFAR_TEST_BATCH, CIFAR_META))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 from pipeline import cli
 from pipeline.config import Params, PreprocessConfig, load_params
 from pipeline.datasets import CLASS_NAMES, num_classes
-from pipeline.download import CIFAR_DIR
+from pipeline.download import CIFAR_DIR, CIFAR_TEST_BATCH, CIFAR_TRAIN_BATCHES
 from pipeline.outputs import atomic_dir, write_json
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, as in the report (2-5)
@@ -48,8 +48,8 @@ def load_cifar10(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     Members are read in memory; nothing is extracted to disk, so member paths cannot escape.
     """
     with tarfile.open(path, "r:gz") as tar:
-        train = [_read_cifar_batch(tar, f"data_batch_{i}") for i in range(1, 6)]
-        x_test, y_test = _read_cifar_batch(tar, "test_batch")
+        train = [_read_cifar_batch(tar, name) for name in CIFAR_TRAIN_BATCHES]
+        x_test, y_test = _read_cifar_batch(tar, CIFAR_TEST_BATCH)
     x_train = np.concatenate([x for x, _ in train])
     y_train = np.concatenate([y for _, y in train])
     return x_train, y_train, x_test, y_test

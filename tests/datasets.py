@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-CIFAR_BATCHES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5")
-CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+from pipeline.datasets import CLASS_NAMES
+from pipeline.download import CIFAR_DIR, CIFAR_META, CIFAR_TEST_BATCH, CIFAR_TRAIN_BATCHES
 
 
 def _patterned_images(labels: np.ndarray, size: int, channels: int, rng) -> np.ndarray:
@@ -56,10 +56,10 @@ def _cifar_batch(labels: np.ndarray, rng, name: str) -> bytes:
 
 def write_cifar10(path: Path, per_batch: int = 80, n_test: int = 100, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed + 1)
-    members = {f"cifar-10-batches-py/{b}": _cifar_batch(_labels(per_batch, rng), rng, b) for b in CIFAR_BATCHES}
-    members["cifar-10-batches-py/test_batch"] = _cifar_batch(_labels(n_test, rng), rng, "test_batch")
-    members["cifar-10-batches-py/batches.meta"] = pickle.dumps(
-        {b"label_names": [n.encode() for n in CIFAR_NAMES], b"num_cases_per_batch": per_batch}, protocol=2
+    members = {f"{CIFAR_DIR}/{b}": _cifar_batch(_labels(per_batch, rng), rng, b) for b in CIFAR_TRAIN_BATCHES}
+    members[f"{CIFAR_DIR}/{CIFAR_TEST_BATCH}"] = _cifar_batch(_labels(n_test, rng), rng, CIFAR_TEST_BATCH)
+    members[f"{CIFAR_DIR}/{CIFAR_META}"] = pickle.dumps(
+        {b"label_names": [n.encode() for n in CLASS_NAMES["cifar10"]], b"num_cases_per_batch": per_batch}, protocol=2
     )
     with tarfile.open(path, "w:gz") as tar:
         for name, data in members.items():
