@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 
@@ -39,3 +41,16 @@ def test_auto_precision_is_bfloat16_only_where_the_chip_computes_it_fast():
     assert resolved_precision("auto", sapphire_rapids, [(7, 0)]) == "float32"  # a V100 trains, not the CPU
     assert resolved_precision("auto", set(), [(8, 0), (9, 0)]) == "mixed_bfloat16"
     assert resolved_precision("float32", sapphire_rapids, []) == "float32"  # an explicit choice stays
+
+
+def test_tensorflow_is_imported_without_keras_extras_that_stay_importable_after():
+    from pipeline.runtime import KERAS_EXTRAS_UNUSED
+
+    check = ("import importlib, sys\n"
+             "from pipeline.runtime import KERAS_EXTRAS_UNUSED, load_tensorflow\n"
+             "load_tensorflow()\n"
+             "imported = set(KERAS_EXTRAS_UNUSED) & set(sys.modules)\n"
+             "assert 'keras' in sys.modules and not imported, imported\n"
+             "for name in KERAS_EXTRAS_UNUSED: importlib.import_module(name)\n")
+    assert KERAS_EXTRAS_UNUSED
+    subprocess.run([sys.executable, "-c", check], cwd=REPO, check=True)
