@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 
 from tests.datasets import write_mirror
 from tests.helpers import copy_project, dvc, project_env, tiny_params
+
+# A suite started in the background by a non-interactive shell (`make test &`) inherits SIGINT
+# ignored, and so would every stage it starts: the tests that press Ctrl-C on a `dvc repro` then
+# fail for a reason that is not the code's. A Python handler is reset to the default in children.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
