@@ -95,9 +95,9 @@ def epoch_checkpoint(mlflow, run_id: str, resume: Resume):
     epoch twice when it re-runs. The next attempt logs them only once Keras has restored its backup
     (the first epoch it begins, or the end of a fit with none left): a kill during Keras' own save
     rewinds it one epoch, and that epoch, re-run, is logged when it ends.
-    Not mlflow.keras.MlflowCallback: it also logs validation_*
-    metrics at step 0 on every evaluation (duplicate steps) and logs asynchronously, so a killed
-    run can lose epochs.
+
+    Not mlflow.keras.MlflowCallback: it also logs validation_* metrics at step 0 on every
+    evaluation (duplicate steps) and logs asynchronously, so a killed run can lose epochs.
     """
     import keras
 

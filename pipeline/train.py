@@ -124,21 +124,20 @@ def fit(job: TrainJob, mlflow, run_id: str, resume: Resume) -> Trained:
 
 
 def open_run(mlflow, job: TrainJob, resume: Resume, root: Path) -> str:
-    """The run of this job: the interrupted one it resumes (the epochs it saved but never logged
-    are logged once Keras has restored: epoch_checkpoint), or a new one with its params and
-    provenance tags. Either way its id is saved at once, so that a SIGKILL even before the first
-    epoch ends is resumed in the same run; runs of this
-    (setting, seed) that a killed process left RUNNING are closed. The report later nests the
-    run under one parent run per setting (tag mlflow.parentRunId)."""
+    """The run of this job: the interrupted one it resumes, with the steps it has in MLflow (the
+    epochs saved but never logged are logged once Keras has restored: epoch_checkpoint), or a new
+    one with its params and provenance tags. Either way its id is saved at once, so that a SIGKILL
+    even before the first epoch ends is resumed in the same run; runs of this (setting, seed) that a
+    killed process left RUNNING are closed. The report later nests the run under one parent run
+    per setting (tag mlflow.parentRunId)."""
     from pipeline import tracking
 
     if resume.run_id:
         print(f"{job.name} seed {job.seed}: resuming MLflow run {resume.run_id} after epoch {len(resume.rows)}",
               file=sys.stderr)
         run = mlflow.start_run(run_id=resume.run_id)
-        # the epochs saved but never logged are logged once Keras has restored (epoch_checkpoint)
-        resume.logged_steps = frozenset(m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id,
-                                                                                                 "loss"))
+        history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
+        resume.logged_steps = frozenset(metric.step for metric in history)
     else:
         run = start_run(mlflow, job, root)
     mlflow.set_tags({"host": socket.gethostname(), "pid": str(os.getpid())})
