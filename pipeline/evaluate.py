@@ -18,6 +18,7 @@ import numpy as np
 
 from pipeline import cli, model_view
 from pipeline.datasets import CLASS_NAMES
+from pipeline.feed import array_batches
 from pipeline.job import load_job
 from pipeline.outputs import atomic_file, write_json, write_text
 from pipeline.runtime import load_tensorflow
@@ -110,7 +111,7 @@ def main(argv=None) -> None:
         model = keras.models.load_model(args.model)
         x_test = np.load(job.data / "x_test.npy", mmap_mode="r")
         y_test = np.load(job.data / "y_test.npy")
-        probabilities = model.predict(np.asarray(x_test), batch_size=512, verbose=0)
+        probabilities = model.predict(array_batches(x_test, batch_size=512), verbose=0)
         results = evaluation(probabilities, y_test, test_loss(model, probabilities, y_test), names)
         model_view.write(args.view, view_of(model, x_test, probabilities, y_test))
 
