@@ -3,10 +3,10 @@
 Given NumPy arrays, Keras builds a tf.data pipeline with autotuning on and makes a new iterator of
 it every epoch (training and validation) and every `predict`. With TF 2.21, deleting such an
 iterator waits until its autotuning thread's current sleep runs out (the sleep doubles up to a
-minute; the deletion does not wake it), so on a 2-core CPU a grayscale-CIFAR epoch of 45 s began
-with a 30-35 s idle wait, validation ended with 5 s of it and `fit` returned 30 s after its last
-epoch. These batches are the same computation without that thread: `python -m bench.feed`
-measures both.
+minute; the deletion does not wake it). On a 2-core CPU, half the 45 s grayscale-CIFAR epochs
+began with 34-35 s of idle waiting, a validation ended with 5 s of it, and `fit` returned up to
+34 s after its last epoch. These batches are the same computation without that thread:
+`python -m bench.feed` measures both.
 """
 
 from __future__ import annotations
