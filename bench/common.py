@@ -51,8 +51,8 @@ def load_arrays(data: Path) -> list[np.ndarray]:
     return [np.load(data / f"{k}.npy") for k in ("x_train", "y_train", "x_val", "y_val")]
 
 
-def timed_fit(model, classes: int, x, y, x_val, y_val, batch_size: int, epochs: int) -> list[float]:
-    """Seconds of each epoch of a plain `model.fit` on in-memory arrays."""
+def timed_fit(model, classes: int, x, y, x_val, y_val, batch_size: int, epochs: int, callbacks=()) -> list[float]:
+    """Seconds of each epoch of a plain `model.fit` on in-memory arrays (with `callbacks` too)."""
     import keras
 
     seconds: list[float] = []
@@ -66,7 +66,7 @@ def timed_fit(model, classes: int, x, y, x_val, y_val, batch_size: int, epochs: 
 
     model.fit(x, keras.utils.to_categorical(y, classes),
               validation_data=(x_val, keras.utils.to_categorical(y_val, classes)),
-              batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0, callbacks=[EpochTimer()])
+              batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0, callbacks=[EpochTimer(), *callbacks])
     return seconds
 
 

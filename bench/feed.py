@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import add_data_arguments, bench_data, bench_job, first_setting, load_arrays, table
+from bench.common import add_data_arguments, bench_data, bench_job, first_setting, load_arrays, table, timed_fit
 from pipeline import cli
 from pipeline.config import load_params
 from pipeline.datasets import num_classes
@@ -55,14 +55,11 @@ def timed_epochs(model, feed: str, arrays, classes: int, batch_size: int, epochs
             marks["trained"] = time.perf_counter()
 
     if feed == "arrays":
-        onehot = keras.utils.to_categorical
-        inputs = {"x": x, "y": onehot(y, classes), "validation_data": (x_val, onehot(y_val, classes)),
-                  "batch_size": batch_size, "shuffle": True}
-    else:
-        inputs = {"x": array_batches(x, y, batch_size=batch_size, classes=classes, shuffle_seed=seed),
-                  "validation_data": array_batches(x_val, y_val, batch_size=batch_size, classes=classes),
-                  "shuffle": False}  # as the train stage: the batches are shuffled already
-    model.fit(**inputs, epochs=epochs, verbose=0, callbacks=[Events()])
+        timed_fit(model, classes, x, y, x_val, y_val, batch_size, epochs, callbacks=[Events()])
+    else:  # as the train stage feeds it (the batches are shuffled already)
+        model.fit(array_batches(x, y, batch_size=batch_size, classes=classes, shuffle_seed=seed),
+                  validation_data=array_batches(x_val, y_val, batch_size=batch_size, classes=classes),
+                  shuffle=False, epochs=epochs, verbose=0, callbacks=[Events()])
     rows[-1]["wait_fit_return"] = round(time.perf_counter() - marks["trained"], 1)
     return rows
 
