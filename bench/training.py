@@ -12,6 +12,10 @@ stdout, all figures with --json.
 
     python -m bench.training                              # prepared data if present, else random
     python -m bench.training --train-samples 0 --epochs 3 --json bench.json   # full splits
+    python -m bench.training --precisions float32 mixed_bfloat16   # bf16's own speed-up, one row each
+
+With several --precisions the pipeline path runs once per precision in every round (plain, then
+each precision in turn), so their rows share the plain peer and the drift of the shared host.
 
 The first epoch (tracing, warm-up) is never counted: figures are medians over the others.
 """
@@ -27,6 +31,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import get_args
 
 from bench.common import (
     add_data_arguments,
@@ -40,7 +45,7 @@ from bench.common import (
     timed_fit,
 )
 from pipeline import cli
-from pipeline.config import Params, load_params
+from pipeline.config import Params, Precision, load_params
 from pipeline.datasets import num_classes
 from pipeline.errors import PipelineError
 
@@ -93,7 +98,6 @@ def pipeline_path(job, data: Path, work: Path) -> tuple[list[float], list[float]
 
 
 def compare(params: Params, args, work: Path) -> list[dict]:
-
     results = []
     for dataset in args.datasets:
         name = first_setting(params, dataset)
@@ -109,31 +113,45 @@ def compare(params: Params, args, work: Path) -> list[dict]:
               file=sys.stderr, flush=True)
         # Rounds alternate the two paths: on a shared machine the speed drifts (the same
         # epoch measured 10 s and 20 s minutes apart here), and alternation spreads the drift.
-        plain_epochs, pipeline_epochs, logging = [], [], []
+        precisions = args.precisions or [job.train.precision]
+        plain_epochs: list[float] = []
+        pipeline_epochs: dict[str, list[float]] = {p: [] for p in precisions}
+        logging: dict[str, list[float]] = {p: [] for p in precisions}
+        resolved: dict[str, str] = {}
         for _ in range(args.rounds):
             plain_epochs += plain_keras(job, data, args.epochs)[1:]
-            epochs, logged, trained = pipeline_path(job, data, work)
-            pipeline_epochs += epochs[1:]
-            logging += logged[1:]
-        baseline, ours = statistics.median(plain_epochs), statistics.median(pipeline_epochs)
+            for precision in precisions:
+                epochs, logged, trained = pipeline_path(
+                    replace(job, train=replace(job.train, precision=precision)), data, work)
+                pipeline_epochs[precision] += epochs[1:]
+                logging[precision] += logged[1:]
+                resolved[precision] = trained.precision
         flops = epoch_flops(forward_flops(trained.model), n_train, n_val)
-        row = {
-            "setting": name, "data": source, "train_samples": n_train, "val_samples": n_val,
-            "batch_size": job.train.batch_size, "plain_precision": "float32", "precision": trained.precision,
-            "jit_compile": job.train.jit_compile, "steps_per_execution": job.train.steps_per_execution,
-            "plain_s_per_epoch": round(baseline, 3), "pipeline_s_per_epoch": round(ours, 3),
-            "plain_samples_per_s": round(n_train / baseline, 1), "pipeline_samples_per_s": round(n_train / ours, 1),
-            "speedup": round(baseline / ours, 3),
-            "pipeline_gflops": round(flops / ours / 1e9, 1), "plain_gflops": round(flops / baseline / 1e9, 1),
-            "plain_epoch_range_s": [round(min(plain_epochs), 2), round(max(plain_epochs), 2)],
-            "pipeline_epoch_range_s": [round(min(pipeline_epochs), 2), round(max(pipeline_epochs), 2)],
-            # an epoch's seconds end where the checkpoint callback starts logging it
-            "mlflow_logging_share": round(statistics.median(logging) / (ours + statistics.median(logging)), 5),
-        }
-        if args.peak_gflops:
-            row["pipeline_fraction_of_peak"] = round(row["pipeline_gflops"] / args.peak_gflops, 3)
-        results.append(row)
+        for precision in precisions:
+            results.append(result_row(job, args, source, n_train, n_val, flops, plain_epochs,
+                                      pipeline_epochs[precision], logging[precision], resolved[precision]))
     return results
+
+
+def result_row(job, args, source: str, n_train: int, n_val: int, flops: float, plain_epochs: list[float],
+               pipeline_epochs: list[float], logging: list[float], precision: str) -> dict:
+    baseline, ours = statistics.median(plain_epochs), statistics.median(pipeline_epochs)
+    row = {
+        "setting": job.name, "data": source, "train_samples": n_train, "val_samples": n_val,
+        "batch_size": job.train.batch_size, "plain_precision": "float32", "precision": precision,
+        "jit_compile": job.train.jit_compile, "steps_per_execution": job.train.steps_per_execution,
+        "plain_s_per_epoch": round(baseline, 3), "pipeline_s_per_epoch": round(ours, 3),
+        "plain_samples_per_s": round(n_train / baseline, 1), "pipeline_samples_per_s": round(n_train / ours, 1),
+        "speedup": round(baseline / ours, 3),
+        "pipeline_gflops": round(flops / ours / 1e9, 1), "plain_gflops": round(flops / baseline / 1e9, 1),
+        "plain_epoch_range_s": [round(min(plain_epochs), 2), round(max(plain_epochs), 2)],
+        "pipeline_epoch_range_s": [round(min(pipeline_epochs), 2), round(max(pipeline_epochs), 2)],
+        # an epoch's seconds end where the checkpoint callback starts logging it
+        "mlflow_logging_share": round(statistics.median(logging) / (ours + statistics.median(logging)), 5),
+    }
+    if args.peak_gflops:
+        row["pipeline_fraction_of_peak"] = round(row["pipeline_gflops"] / args.peak_gflops, 3)
+    return row
 
 
 def main(argv=None) -> None:
@@ -143,6 +161,8 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="per path and round; the first is not counted")
     parser.add_argument("--rounds", type=int, default=2, help="alternations of the two paths")
     parser.add_argument("--peak-gflops", type=float, help="the machine's peak, for the fraction of peak")
+    parser.add_argument("--precisions", nargs="+", choices=get_args(Precision),
+                        help="the pipeline path under each (default: params' train.precision)")
     args = parser.parse_args(argv)
     if args.epochs < 2:
         raise PipelineError("--epochs: at least 2 (the first epoch traces and warms up, and is not counted)")

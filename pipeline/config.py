@@ -46,6 +46,7 @@ class PreprocessConfig:
 PositiveFloat = Annotated[float, Strict(), Field(gt=0.0)]
 Share = Annotated[float, Strict(), Field(gt=0.0, le=1.0)]
 Optimizer = Literal["adam", "sgd", "rmsprop", "adamw"]
+Precision = Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
 Dropout = tuple[Fraction, Fraction, Fraction]
 
 
@@ -56,7 +57,7 @@ class TrainConfig:
     learning_rate: PositiveFloat
     optimizer: Optimizer
     deterministic: Annotated[bool, Strict()]
-    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
+    precision: Precision
     jit_compile: Annotated[bool, Strict()]
     steps_per_execution: PositiveInt
     distribute: Literal["none", "mirrored"]
