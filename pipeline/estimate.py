@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import cli
-from pipeline.config import Params, load_params
+from pipeline.config import Params, TrainConfig, load_params, resolved
 from pipeline.errors import PipelineError
 
 # Per setting, on top of its epochs: process start-ups, logging the model, evaluating the test
@@ -42,6 +42,11 @@ class EpochTiming:
     train_images: int
     val_images: int
     seconds: float
+    precision: str = ""  # train.precision as params.yaml had it (records before it was kept: "")
+
+    def applies_to(self, machine: str, train: TrainConfig) -> bool:
+        """Whether this epoch's speed stands for training with `train` on `machine`."""
+        return (self.machine, self.batch_size, self.precision) == (machine, train.batch_size, train.precision)
 
 
 def this_machine() -> str:
@@ -117,7 +122,6 @@ def probe_seconds_per_step(params: Params, setting: str) -> float:
     import numpy as np
 
     from pipeline import train
-    from pipeline.config import resolved
     from pipeline.datasets import input_shape, num_classes
     from pipeline.job import TrainJob
     from pipeline.runtime import load_tensorflow
@@ -145,17 +149,17 @@ def estimate(params: Params, root: Path, runs: list[tuple[str, int]]) -> list[tu
     timings, machine, probed = load_timings(root), this_machine(), {}
     rows = []
     for name, _ in runs:
-        setting = params.settings[name]
+        setting, train, _ = resolved(params, name)
         train_total, val_images = split_sizes(root, setting.dataset)
-        train_images = training_images(train_total, params.train.subset)
+        train_images = training_images(train_total, train.subset)
         timing = timings.get(name)
-        if timing and timing.machine == machine and timing.batch_size == params.train.batch_size:
+        if timing and timing.applies_to(machine, train):
             epoch, source = scaled_epoch_seconds(timing, train_images, val_images), "its last training here"
         else:
             step = probed[name] = probed.get(name) or probe_seconds_per_step(params, name)
-            steps = math.ceil(train_images / params.train.batch_size)
+            steps = math.ceil(train_images / train.batch_size)
             epoch, source = step * steps * (3 * train_images + val_images) / (3 * train_images), "a probe"
-        rows.append((name, params.train.epochs * epoch, f"{duration(epoch)}/epoch, from {source}"))
+        rows.append((name, train.epochs * epoch, f"{duration(epoch)}/epoch, from {source}"))
     return rows
 
 

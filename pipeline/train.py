@@ -219,7 +219,8 @@ def main(argv=None) -> None:
     resume.clear()
     epoch_seconds = [row["seconds"] for row in rows]
     record_timing(root, job.name, EpochTiming(this_machine(), job.train.batch_size, len(arrays[1]), len(arrays[3]),
-                                              statistics.median(epoch_seconds[1:] or epoch_seconds)))
+                                              statistics.median(epoch_seconds[1:] or epoch_seconds),
+                                              job.train.precision))
     print(f"{job.name} seed {job.seed}: val_accuracy {metrics['val_accuracy']:.4f} after {metrics['epochs']} epochs "
           f"({metrics['seconds_per_epoch']:.1f} s/epoch); MLflow run {run_id}", file=sys.stderr)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
@@ -69,3 +70,24 @@ def test_summary_names_settings_epochs_and_size():
     total, line = summary(params, [("a", 3600.0, ""), ("b", 1800.0, "")])
     assert total == 5400 + 2 * 40
     assert line == "dvc repro will train 2 settings x 50 epochs: about 1.5 h on this machine"
+
+
+def test_the_estimate_uses_a_settings_own_values_and_a_timing_only_where_it_applies(tmp_path):
+    from pipeline.estimate import estimate, record_timing, this_machine
+
+    values = yaml.safe_load((REPO / "params.yaml").read_text())
+    values["settings"]["mnist-k5-s1"].update(epochs=4, batch_size=64)
+    values["sweeps"] = {}  # the homework's sweeps would refuse a setting with its own epochs
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
+    params = load_params(tmp_path / "params.yaml")
+    # 54000 + 6000 images at 64 per step, 10 s per epoch; the setting trains 4 epochs
+    record_timing(tmp_path, "mnist-k5-s1", EpochTiming(this_machine(), 64, 54000, 6000, 10.0, params.train.precision))
+    [(name, seconds, source)] = estimate(params, tmp_path, [("mnist-k5-s1", 0)])
+    assert (name, seconds) == ("mnist-k5-s1", 40.0) and "its last training here" in source
+
+    timing = EpochTiming(this_machine(), 64, 54000, 6000, 10.0, "float32")
+    other = dataclasses.replace(params.train, batch_size=64, precision="mixed_bfloat16")
+    assert timing.applies_to(this_machine(), dataclasses.replace(other, precision="float32"))
+    assert not timing.applies_to(this_machine(), other)  # measured in another precision
+    assert not timing.applies_to("elsewhere", dataclasses.replace(other, precision="float32"))
+    assert not dataclasses.replace(timing, precision="").applies_to(this_machine(), params.train)  # an old record
