@@ -82,10 +82,12 @@ def conv_layer_names(model: keras.Model) -> list[str]:
 
 
 def conv_activations(model: keras.Model, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Each conv layer's output for `images`, by layer name."""
+    """Each conv layer's output for `images`, by layer name, in float32: a model trained under
+    mixed_bfloat16 outputs bfloat16, which NumPy reads back from a file (and matplotlib draws)
+    only as raw 2-byte values where TensorFlow's ml_dtypes is not imported."""
     names = conv_layer_names(model)
     probe = keras.Model(model.inputs, [model.get_layer(name).output for name in names])
-    return dict(zip(names, probe.predict(images, verbose=0)))
+    return {name: np.asarray(maps, dtype=np.float32) for name, maps in zip(names, probe.predict(images, verbose=0))}
 
 
 def weighted_layers(model: keras.Model) -> list[tuple[str, np.ndarray, np.ndarray]]:

@@ -87,6 +87,23 @@ def test_the_evaluate_stage_view_holds_each_conv_layer_map_of_the_auto_pair():
     assert view.trainable == model.count_params() - view.frozen
 
 
+def test_a_bf16_models_view_reads_back_as_float_feature_maps_without_tensorflow(tmp_path):
+    from pipeline import model_view
+    from pipeline.evaluate import view_of
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build_model("m", _setting("mnist"), MNIST)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    x = np.random.default_rng(0).normal(size=(4, 28, 28, 1)).astype("float32")
+    model_view.write(tmp_path / "view.npz", view_of(model, x, np.eye(10)[[0, 1, 2, 2]], np.array([0, 1, 2, 3])))
+    # what the plot stage sees: a plain np.load, with no bfloat16 dtype known to NumPy
+    with np.load(tmp_path / "view.npz") as raw:
+        dtypes = {name: raw[name].dtype for name in raw.files if name.startswith("activation/")}
+    assert dtypes and all(dtype == np.float32 for dtype in dtypes.values())
+
+
 def test_feature_maps_of_picked_images_come_from_the_saved_model(tmp_path):
     from pipeline.models import conv_activations
     from pipeline.plot import explicit_pair_activations
