@@ -5,10 +5,10 @@ For one setting per dataset it trains the same model at the same batch size twic
 stage's path: params' precision / XLA / steps_per_execution / distribute options, per-epoch
 MLflow logging into a throw-away store, backup for resumption). It prints samples/s, s/epoch,
 their ratio — the peer ratio: plain Keras in float32 against the pipeline in the precision
-`train.precision` resolves to here (bf16 with `auto` on an AMX-BF16 CPU) — the achieved GFLOP/s
-(FLOPs counted from the layer shapes) and, with --peak-gflops, the fraction of peak; and the
-share of epoch time spent logging to MLflow, timed from outside the stage's code. Table on
-stdout, all figures with --json.
+`train.precision` resolves to here (bf16 with `auto` on a CPU with bf16 instructions) — the
+achieved GFLOP/s (FLOPs counted from the layer shapes) and, with --peak-gflops, the fraction of
+peak; and the share of epoch time spent logging to MLflow, timed from outside the stage's code.
+Table on stdout, all figures with --json.
 
     python -m bench.training                              # prepared data if present, else random
     python -m bench.training --train-samples 0 --epochs 3 --json bench.json   # full splits

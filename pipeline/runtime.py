@@ -54,6 +54,10 @@ def load_tensorflow() -> None:
         import tensorflow  # noqa: F401
 
 
+# /proc/cpuinfo flags of the CPUs that compute bf16 dot products natively (oneDNN uses them)
+BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+
 def cpu_flags() -> set[str]:
     """The CPU's feature flags (/proc/cpuinfo; empty where there is none)."""
     try:
@@ -64,16 +68,16 @@ def cpu_flags() -> set[str]:
 
 
 def resolved_precision(choice: str, flags: set[str], gpu_capabilities: list[tuple[int, int]]) -> str:
-    """What `train.precision` means on this machine. `auto`: bfloat16 compute where the chip does
-    it natively and fast — a GPU of compute capability 8.0 or newer, else a CPU with AMX-BF16
-    (Sapphire Rapids and later: 2-2.7x the float32 speed of these models there) — and float32
-    elsewhere. A CPU with AVX512-BF16 but no AMX (Cooper Lake, AMD Zen 4) gets float32: its bf16
-    speed-up for these models is unmeasured."""
+    """What `train.precision` means on this machine. `auto`: bfloat16 compute where the chip has
+    bf16 instructions — a GPU of compute capability 8.0 or newer, else a CPU with AMX-BF16
+    (Sapphire Rapids and later: 2-2.7x the float32 speed of these models in plain Keras) or
+    AVX512-BF16 without AMX (AMD Zen 5: 1.4-1.5x through the train stage; Zen 4 and Cooper Lake
+    have the same instructions, unmeasured) — and float32 elsewhere."""
     if choice != "auto":
         return choice
     if gpu_capabilities:
         return "mixed_bfloat16" if min(gpu_capabilities) >= (8, 0) else "float32"
-    return "mixed_bfloat16" if "amx_bf16" in flags else "float32"
+    return "mixed_bfloat16" if flags & BF16_CPU_FLAGS else "float32"
 
 
 def configure_runtime(train: TrainConfig, seed: int):

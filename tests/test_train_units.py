@@ -30,13 +30,15 @@ def test_smoke_run_means_fewer_epochs_or_images_than_the_report():
     assert dataclasses.replace(train, subset=0.5).smoke_run
 
 
-def test_auto_precision_is_bfloat16_only_where_the_chip_computes_it_fast():
+def test_auto_precision_is_bfloat16_only_where_the_chip_has_bf16_instructions():
     from pipeline.runtime import resolved_precision
 
     sapphire_rapids = {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
-    cooper_lake = {"avx512f", "avx512_bf16"}  # bf16 instructions, no AMX: unmeasured, so float32
+    zen5 = {"avx512f", "avx512_bf16", "avx512_vp2intersect"}  # bf16 instructions, no AMX
+    cascade_lake = {"avx512f", "avx512_vnni"}
     assert resolved_precision("auto", sapphire_rapids, []) == "mixed_bfloat16"
-    assert resolved_precision("auto", cooper_lake, []) == "float32"
+    assert resolved_precision("auto", zen5, []) == "mixed_bfloat16"
+    assert resolved_precision("auto", cascade_lake, []) == "float32"
     assert resolved_precision("auto", {"avx2"}, []) == "float32"
     assert resolved_precision("auto", sapphire_rapids, [(7, 0)]) == "float32"  # a V100 trains, not the CPU
     assert resolved_precision("auto", set(), [(8, 0), (9, 0)]) == "mixed_bfloat16"
