@@ -165,12 +165,20 @@ def estimate(params: Params, root: Path, runs: list[tuple[str, int]]) -> list[tu
 
 def summary(params: Params, rows: list[tuple[str, float, str]]) -> tuple[float, str]:
     total = sum(seconds for _, seconds, _ in rows) + STAGE_OVERHEAD_SECONDS * len(rows)
-    share = "" if params.train.subset == 1 else f" on {params.train.subset:.0%} of the images"
-    settings = len({name for name, _, _ in rows})
-    what = f"{settings} setting{'s' * (settings != 1)}" if len(rows) == settings else \
-        f"{len(rows)} runs of {settings} settings"
-    return total, (f"dvc repro will train {what} x {params.train.epochs} epochs{share}: about {duration(total)} "
-                   "on this machine")
+    names = {name for name, _, _ in rows}
+    trains = [resolved(params, name)[1] for name in names]  # a setting may set its own epochs or subset
+    epochs = span(t.epochs for t in trains)
+    shares = span(round(t.subset * 100) for t in trains)
+    share = "" if all(t.subset == 1 for t in trains) else f" on {shares} % of the images"
+    what = f"{len(names)} setting{'s' * (len(names) != 1)}" if len(rows) == len(names) else \
+        f"{len(rows)} runs of {len(names)} settings"
+    return total, f"dvc repro will train {what} x {epochs} epochs{share}: about {duration(total)} on this machine"
+
+
+def span(values) -> str:
+    """`50`, or `4-50` where the values differ."""
+    low, high = min(values := list(values)), max(values)
+    return f"{low}" if low == high else f"{low}-{high}"
 
 
 def main(argv=None) -> None:

@@ -67,9 +67,19 @@ def test_durations_read_as_a_person_would_say_them():
 
 def test_summary_names_settings_epochs_and_size():
     params = load_params(REPO / "params.yaml")
-    total, line = summary(params, [("a", 3600.0, ""), ("b", 1800.0, "")])
+    total, line = summary(params, [("mnist-k3-s1", 3600.0, ""), ("mnist-k5-s1", 1800.0, "")])
     assert total == 5400 + 2 * 40
     assert line == "dvc repro will train 2 settings x 50 epochs: about 1.5 h on this machine"
+
+
+def test_the_summary_names_the_epochs_and_share_settings_set_themselves(tmp_path):
+    values = yaml.safe_load((REPO / "params.yaml").read_text())
+    values["settings"]["mnist-k5-s1"].update(epochs=4, subset=0.2)
+    values["sweeps"] = {}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
+    params = load_params(tmp_path / "params.yaml")
+    _, line = summary(params, [("mnist-k3-s1", 60.0, ""), ("mnist-k5-s1", 60.0, "")])
+    assert line.startswith("dvc repro will train 2 settings x 4-50 epochs on 20-100 % of the images: ")
 
 
 def test_the_estimate_uses_a_settings_own_values_and_a_timing_only_where_it_applies(tmp_path):
