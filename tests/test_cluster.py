@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cluster import Task, dirty_files, stage_error, task_resources
+from pipeline.cluster import Task, stage_error
+from pipeline.cluster_setup import dirty_files, task_resources
 from pipeline.errors import PipelineError
 from tests.helpers import (
     VENV_BIN,
