@@ -3,7 +3,8 @@ accident.
 
     python -m pipeline.estimate [--confirm]   # what `dvc repro` would train now, and for how long
 
-Per train stage that `dvc status` calls stale, the seconds an epoch takes come from that setting's
+Per train stage that `dvc repro` would run (once the job stages have brought every setting's job
+file up to date: see `stale_runs`), the seconds an epoch takes come from that setting's
 last training on this machine (recorded by the train stage, scaled to the images it will train
 on) or, where there is none, from a probe: a few training steps of its model on random images.
 With --confirm, an estimate over an hour asks before going on (when a terminal can answer).
@@ -98,8 +99,16 @@ def duration(seconds: float) -> str:
 
 
 def stale_runs(root: Path, params: Params) -> list[tuple[str, int]]:
-    """(setting, seed) of every train stage `dvc status` lists (changed or never run), in
-    params.yaml's order."""
+    """(setting, seed) of every train stage `dvc repro` would run now, in params.yaml's order.
+
+    An edit of params.yaml reaches training through a setting's job file, so until the job
+    stages have rewritten those files `dvc status` calls only them stale, not the training behind
+    them. They run first here (cheap: no training; on a first run they also fetch and prepare the
+    data): `dvc repro` then finds them done, and a "no" to the question leaves a consistent
+    workspace, the job files and dvc.lock agreeing."""
+    refreshed = subprocess.run(["dvc", "repro", "--quiet", "--glob", "job@*"], cwd=root)
+    if refreshed.returncode != 0:
+        raise PipelineError("dvc repro of the job stages failed (see above): nothing was trained")
     result = subprocess.run(["dvc", "status", "--json"], cwd=root, capture_output=True, text=True)
     if result.returncode != 0:
         raise PipelineError(f"dvc status failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")

@@ -88,13 +88,12 @@ def gather(pull: bool = False) -> None:
 
 def stale_after_shared_inputs(params) -> tuple[list[tuple[str, int]], float, str]:
     """The tracking store (before the workers: creating one at once races) and the shared inputs
-    (every job@ stage: the workers restore them from the run cache), built once here; then the
-    (setting, seed) runs that need training, with the estimate of their time (seconds, and the
-    line that says it)."""
+    (every job@ stage, which `stale_runs` runs: the workers restore them from the run cache), built
+    once here; then the (setting, seed) runs that need training, with the estimate of their time
+    (seconds, and the line that says it)."""
     from pipeline import tracking
 
     tracking.connect(tracking.project_root())
-    dvc("repro", "--glob", "job@*")
     stale = stale_runs(Path.cwd(), params)
     if not stale:
         print("sweep: nothing to train", file=sys.stderr)

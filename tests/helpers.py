@@ -4,7 +4,9 @@ on free ports, and reading its MLflow store."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,6 +24,17 @@ VENV_BIN = Path(sys.executable).parent
 # What a user's checkout holds; data, caches and the tracking store are not copied.
 PROJECT_FILES = ("dvc.yaml", "params.yaml", "pipeline", "reports/homework_results.yaml", ".gitignore", ".dvc/config",
                  ".dvc/.gitignore", ".dvcignore", "mlruns/.gitkeep")
+
+
+@functools.cache
+def shipped_params_text() -> str:
+    """params.yaml as committed. The workspace's copy is the user's: `make quick` rewrites it, and
+    any edit may follow, so no test reads it (nor the workspace's dvc.lock, mlruns/ or .dvc/tmp)."""
+    return run(["git", "show", "HEAD:params.yaml"], REPO, env=dict(os.environ)).stdout
+
+
+def shipped_params() -> dict:
+    return yaml.safe_load(shipped_params_text())
 
 
 def project_env(**extra: str) -> dict[str, str]:
@@ -50,6 +63,8 @@ def copy_project(dest: Path, params: dict | None = None, source: Path = REPO) ->
             shutil.copy2(src, dst)
     if params is not None:
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    elif source == REPO:
+        (dest / "params.yaml").write_text(shipped_params_text())
     run(["git", "init", "-q"], dest)
     run(["git", "add", "-A"], dest)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dest)
@@ -128,7 +143,7 @@ def wait_for_queue(repo: Path, env: dict[str, str], timeout: float = 600) -> str
 
 def tiny_params() -> dict:
     """The shipped params.yaml cut down to a few settings and epochs, for fixture data."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = shipped_params()
     params["train"].update(epochs=2, batch_size=32)
     params["seeds"] = [0]
     return keep_settings(params, ("mnist-k3-s1", "mnist-k3-s1-l2", "cifar10-k3-s1", "cifar10-k3-s1-rgb"))
@@ -140,6 +155,11 @@ def keep_settings(params: dict, keep) -> dict:
     params["sweeps"] = {name: {**sweep, "settings": [s for s in sweep["settings"] if s in keep]}
                         for name, sweep in params["sweeps"].items() if set(sweep["settings"]) & set(keep)}
     return params
+
+
+def estimated(output: str) -> list[str]:
+    """The settings `python -m pipeline.estimate` named in `output`, one line each under its headline."""
+    return re.findall(r"^  (\S+): .*\(.*from (?:its last training here|a probe)\)$", output, re.MULTILINE)
 
 
 def mlflow_client(repo: Path):

@@ -15,8 +15,8 @@ import pytest
 from dvc.dependency.param import ParamsDependency
 from dvc.repo import Repo
 
-from pipeline.config import load_params
-from tests.helpers import REPO
+from pipeline.config import parse_params
+from tests.helpers import REPO, shipped_params
 
 
 class Recorder:
@@ -84,7 +84,7 @@ def _stages():
 
 @pytest.mark.parametrize("name,declared", _stages(), ids=[name for name, _ in _stages()])
 def test_stage_declares_every_key_it_reads(name, declared):
-    params = load_params(REPO / "params.yaml")
+    params = parse_params(shipped_params(), "params.yaml")
     module_name, _, item = name.partition("@")
     module = importlib.import_module(f"pipeline.{module_name}")
     seen: set[str] = set()
@@ -97,7 +97,7 @@ def test_stage_declares_every_key_it_reads(name, declared):
 
 
 def test_recorder_catches_an_undeclared_read():
-    params = load_params(REPO / "params.yaml")
+    params = parse_params(shipped_params(), "params.yaml")
     seen: set[str] = set()
     _ = Recorder(params, "", seen).settings["mnist-k3-s1"].kernel
     assert _leaf_paths(params, seen) == {"settings.mnist-k3-s1.kernel"}

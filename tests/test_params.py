@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from pipeline.config import ParamsError, load_params, parse_params
-from tests.helpers import REPO, project_env
+from tests.helpers import REPO, project_env, shipped_params, shipped_params_text
 
-SHIPPED = yaml.safe_load((REPO / "params.yaml").read_text())
+SHIPPED = shipped_params()
 
 
 def _set(path: str, value):
@@ -146,9 +146,9 @@ def test_malformed_file(tmp_path, text, problem):
 
 
 def test_shipped_params_are_valid_and_read_floats_in_e_notation(tmp_path):
-    params = load_params(REPO / "params.yaml")
+    params = parse_params(shipped_params(), "params.yaml")
     assert len(params.settings) == 12 and len(params.sweeps) == 7  # the homework's 11 and 6, plus color
-    text = (REPO / "params.yaml").read_text().replace("learning_rate: 0.001", "learning_rate: 1e-3")
+    text = shipped_params_text().replace("learning_rate: 0.001", "learning_rate: 1e-3")
     (tmp_path / "params.yaml").write_text(text)
     assert load_params(tmp_path / "params.yaml").train.learning_rate == 0.001
 

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 
 import pytest
 import yaml
 
-from pipeline.config import SIZES, load_params
+from pipeline.config import SIZES, load_params, parse_params
 from pipeline.estimate import EpochTiming, duration, scaled_epoch_seconds, summary
 from pipeline.params import set_size
 from pipeline.params_file import with_values
-from tests.helpers import REPO
+from tests.helpers import shipped_params, shipped_params_text
 
 
 @pytest.fixture
 def params_copy(tmp_path):
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text(shipped_params_text())
     return tmp_path / "params.yaml"
 
 
@@ -52,7 +51,7 @@ def test_a_user_edit_made_at_the_quick_size_survives_full(params_copy):
 
 def test_with_values_refuses_a_key_that_does_not_exist():
     with pytest.raises(KeyError, match="train.epoch"):
-        with_values((REPO / "params.yaml").read_text(), {"train.epoch": 3})
+        with_values(shipped_params_text(), {"train.epoch": 3})
 
 
 def test_an_epoch_time_scales_with_the_images_it_sees():
@@ -66,14 +65,14 @@ def test_durations_read_as_a_person_would_say_them():
 
 
 def test_summary_names_settings_epochs_and_size():
-    params = load_params(REPO / "params.yaml")
+    params = parse_params(shipped_params(), "params.yaml")
     total, line = summary(params, [("mnist-k3-s1", 3600.0, ""), ("mnist-k5-s1", 1800.0, "")])
     assert total == 5400 + 2 * 40
     assert line == "dvc repro will train 2 settings x 50 epochs: about 1.5 h on this machine"
 
 
 def test_the_summary_names_the_epochs_and_share_settings_set_themselves(tmp_path):
-    values = yaml.safe_load((REPO / "params.yaml").read_text())
+    values = shipped_params()
     values["settings"]["mnist-k5-s1"].update(epochs=4, subset=0.2)
     values["sweeps"] = {}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
@@ -85,7 +84,7 @@ def test_the_summary_names_the_epochs_and_share_settings_set_themselves(tmp_path
 def test_the_estimate_uses_a_settings_own_values_and_a_timing_only_where_it_applies(tmp_path):
     from pipeline.estimate import estimate, record_timing, this_machine
 
-    values = yaml.safe_load((REPO / "params.yaml").read_text())
+    values = shipped_params()
     values["settings"]["mnist-k5-s1"].update(epochs=4, batch_size=64)
     values["sweeps"] = {}  # the homework's sweeps would refuse a setting with its own epochs
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))

@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 
-from pipeline.config import REPORT_EPOCHS, load_params
+from pipeline.config import REPORT_EPOCHS, parse_params
 from pipeline.train import training_subset
-from tests.helpers import REPO
+from tests.helpers import REPO, shipped_params
 
 
 def test_training_subset_is_a_seeded_sorted_share():
@@ -24,7 +24,7 @@ def test_training_subset_is_a_seeded_sorted_share():
 
 
 def test_smoke_run_means_fewer_epochs_or_images_than_the_report():
-    train = load_params(REPO / "params.yaml").train
+    train = parse_params(shipped_params(), "params.yaml").train
     assert not train.smoke_run  # the shipped values reproduce the report
     assert dataclasses.replace(train, epochs=REPORT_EPOCHS - 1).smoke_run
     assert dataclasses.replace(train, subset=0.5).smoke_run
