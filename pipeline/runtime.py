@@ -25,7 +25,7 @@ def _stderr_discarded():
 
 # Keras imports two optional extras with itself when they are installed (MLflow installs both): its
 # scikit-learn wrappers (which import SciPy) and a pyplot image gallery. No stage uses either;
-# without them each TensorFlow stage starts ~2.6 s sooner on a 2-core CPU (README, Speed).
+# without them each TensorFlow stage starts ~2.6 s sooner on a 2-core CPU (docs/performance.md).
 KERAS_EXTRAS_UNUSED = ("sklearn", "matplotlib.pyplot")
 
 

@@ -24,7 +24,7 @@ from pipeline.config import load_params
 from pipeline.errors import PipelineError
 from pipeline.estimate import duration, estimate, stale_runs, summary
 
-SETTINGS_PER_GPU = 4  # trainings that shared one H100 at nearly their solo speed (README, Speed)
+SETTINGS_PER_GPU = 4  # trainings that shared one H100 at nearly their solo speed (docs/performance.md, On a GPU)
 TASK_STATES = ("Queued", "Running", "Success", "Failed")
 
 

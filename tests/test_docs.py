@@ -1,0 +1,119 @@
+"""The README and docs/ as a reader follows them: no placeholder left in, no link to a file or a
+heading that is gone. Headings and links come from markdown-it (as in tests/walkthrough.py), so a
+`#` in a code block or a bracket in a shell line is not taken for one."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from markdown_it import MarkdownIt
+
+from tests.helpers import REPO
+
+# Words a draft leaves for numbers or text still to come; the README once shipped three
+# *_PLACEHOLDER words in the quick start.
+PLACEHOLDER = re.compile(r"\b\w*_PLACEHOLDER\b|\bTODO\b|\bXXX\b|\bTBD\b")
+
+
+def documents(root: Path = REPO) -> list[Path]:
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def _text(inline) -> str:
+    """A heading's text as GitHub slugs it: the words, code spans' content, no markup."""
+    return "".join(child.content for child in inline.children or [] if child.type in ("text", "code_inline"))
+
+
+def slug(heading: str) -> str:
+    """GitHub's heading anchor: lowercase; letters, marks, digits, `_`, `-` and spaces kept (the
+    rest dropped: `.`, `'`, `,`, `×`, em dashes); spaces to `-`."""
+    kept = "".join(c for c in heading.lower()
+                   if c in " -" or unicodedata.category(c) == "Pc" or unicodedata.category(c)[0] in "LMN")
+    return kept.replace(" ", "-")
+
+
+def anchors(markdown: str) -> set[str]:
+    """Every heading's anchor; a repeated heading gets `-1`, `-2`, ... as on GitHub."""
+    tokens = MarkdownIt().parse(markdown)
+    seen: dict[str, int] = {}
+    found = set()
+    for opening, inline in zip(tokens, tokens[1:]):
+        if opening.type != "heading_open":
+            continue
+        base = slug(_text(inline))
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        found.add(base if count == 0 else f"{base}-{count}")
+    return found
+
+
+def links(markdown: str) -> list[str]:
+    """Targets of every link and image, in order."""
+    targets = []
+
+    def walk(tokens):
+        for token in tokens:
+            if token.type == "link_open":
+                targets.append(token.attrGet("href"))
+            elif token.type == "image":
+                targets.append(token.attrGet("src"))
+            walk(token.children or [])
+
+    walk(MarkdownIt().parse(markdown))
+    return targets
+
+
+def problems(path: Path) -> list[str]:
+    """Placeholders, dead file links and dead anchors in one Markdown file."""
+    text = path.read_text(encoding="utf-8")
+    name = path.relative_to(path.parent.parent if path.parent.name == "docs" else path.parent)
+    found = [f"{name}:{number}: placeholder {match.group(0)!r}"
+             for number, line in enumerate(text.splitlines(), 1)
+             for match in PLACEHOLDER.finditer(line)]
+    for target in links(text):
+        parts = urlsplit(target)
+        if parts.scheme or parts.netloc:  # http(s), mailto: not this test's business
+            continue
+        linked = (path.parent / unquote(parts.path)).resolve() if parts.path else path
+        if not linked.exists():
+            found.append(f"{name}: link to {target}: no file {linked}")
+            continue
+        if parts.fragment and linked.suffix == ".md" and \
+                unquote(parts.fragment) not in anchors(linked.read_text(encoding="utf-8")):
+            found.append(f"{name}: link to {target}: no heading with that anchor in {linked.name}")
+    return found
+
+
+@pytest.mark.parametrize("path", documents(), ids=lambda path: path.name)
+def test_no_placeholder_or_dead_link(path):
+    assert problems(path) == []
+
+
+def test_slugs_as_github_makes_them():
+    assert slug("Change one value and compare") == "change-one-value-and-compare"
+    assert slug("The offline mirror's pixels") == "the-offline-mirrors-pixels"
+    assert slug("Data, and using a mirror") == "data-and-using-a-mirror"
+    assert slug("make quick") == "make-quick"
+    assert slug("tf.data's idle waits") == "tfdatas-idle-waits"
+    assert anchors("# `make quick`\n\n## A\n\n## A\n") == {"make-quick", "a", "a-1"}
+
+
+def test_catches_what_it_is_for(tmp_path):
+    """The README before issue 30 had all three faults; a checker that passes it is no check."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "speed.md").write_text("# Speed\n\n## `make quick`\n\nQUICK_TIME_PLACEHOLDER\n")
+    (tmp_path / "README.md").write_text(
+        "# Title\n\n## Tests\n\n"
+        "[ok](#tests) [ok](docs/speed.md#make-quick) [ok](https://example.org/#x)\n\n"
+        "[gone](docs/missing.md) [moved](#speed) [moved](docs/speed.md#expected-numbers)\n\n"
+        "```sh\n# not a heading, [not](a-link.md)\n```\n")
+    readme, speed = documents(tmp_path)
+    assert [line.split(": ", 1)[1] for line in problems(readme)] == [
+        f"link to docs/missing.md: no file {tmp_path / 'docs' / 'missing.md'}",
+        "link to #speed: no heading with that anchor in README.md",
+        "link to docs/speed.md#expected-numbers: no heading with that anchor in speed.md"]
+    assert problems(speed) == ["docs/speed.md:5: placeholder 'QUICK_TIME_PLACEHOLDER'"]
