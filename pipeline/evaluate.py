@@ -103,7 +103,7 @@ def main(argv=None) -> None:
 
     tracking.connect(tracking.project_root())
     load_tensorflow()
-    run_id = tracking.run_id_of(args.run)
+    run_id = tracking.recorded_run(args.run)
     with tracking.run_outcome(run_id, ends_run=False):
         import keras
         import mlflow

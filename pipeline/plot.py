@@ -219,7 +219,7 @@ def main(argv=None) -> None:
     from pipeline import tracking
 
     tracking.connect(tracking.project_root())
-    run_id = tracking.run_id_of(args.run)
+    run_id = tracking.recorded_run(args.run)
     with tracking.run_outcome(run_id, ends_run=False):
         import mlflow
 

@@ -195,6 +195,10 @@ def main(argv=None) -> None:
     tracking.connect(root)
     client = mlflow.MlflowClient()
     loaded = {name: load_result(name, job.seeds, args) for name in job.settings}
+    missing = tracking.missing_from_store(args.runs / name / f"seed{run.seed}.json"
+                                          for name, (result, _) in loaded.items() for run in result.runs)
+    if missing:  # before anything is written: the seed runs are what the report groups and tags
+        raise tracking.missing_runs_error(missing)
     results = {name: result for name, (result, _) in loaded.items()}
     report = build_report(results, job.sweeps, homework)
     summaries = aggregates(results)

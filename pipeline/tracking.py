@@ -110,10 +110,47 @@ def experiment_id(name: str, root: Path) -> str:
         return mlflow.get_experiment_by_name(name).experiment_id
 
 
+# Where the project's own SQLite store records a path into its folder. MLflow stores them absolute
+# (file:///.../mlruns/artifacts/...), so a moved or copied project's store points at the old folder.
+PATH_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                ("logged_models", "artifact_location"), ("model_versions", "source"),
+                ("model_versions", "storage_location"))
+
+
+def relocate_store(root: Path) -> str | None:
+    """Point the project store's artifact paths into this folder's mlruns/ again, once the project
+    was moved or copied (MLflow has no relative artifact root for a file store, and its proxied
+    artifacts need a server to log through); the old folder, or None where nothing pointed away."""
+    db = store_dir(root) / "mlflow.db"
+    if not db.exists():
+        return None
+    new = f"{store_dir(root).as_uri()}/"
+    with sqlite3.connect(db, timeout=30) as connection:
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        found = connection.execute("SELECT artifact_location FROM experiments WHERE artifact_location LIKE "
+                                   "'file://%/mlruns/artifacts/%'").fetchone() if "experiments" in tables else None
+        if found is None:
+            return None
+        old = found[0][: found[0].index("/mlruns/") + len("/mlruns/")]
+        if old == new:
+            return None
+        # the same folder also as a plain path (MLflow's Default experiment is stored so)
+        for before, after in ((old, new), (old.removeprefix("file://"), new.removeprefix("file://"))):
+            for table, column in PATH_COLUMNS:
+                if table in tables:
+                    connection.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE "
+                                       f"substr({column}, 1, ?) = ?", (after, len(before) + 1, len(before), before))
+    return old.removeprefix("file://").removesuffix("/mlruns/")
+
+
 def connect(root: Path) -> str:
-    """Check the project store, point MLflow at it, and create both experiments."""
+    """Check the project store, point MLflow at it (its artifact paths into this folder), and
+    create both experiments."""
     uri = tracking_uri(root)
     check_store(uri)
+    if uri == project_store_uri(root) and (moved_from := relocate_store(root)):
+        print(f"tracking store: artifact paths moved from {moved_from} to {root} (the project was moved "
+              "or copied)", file=sys.stderr)
     import mlflow
 
     mlflow.set_tracking_uri(uri)
@@ -125,6 +162,51 @@ def connect(root: Path) -> str:
 def run_id_of(run_file: Path) -> str:
     """The MLflow run a train stage wrote into its run file (evaluate and plot add to it)."""
     return json.loads(Path(run_file).read_text(encoding="utf-8"))["run_id"]
+
+
+def train_stage_of(run_file: Path) -> str:
+    """The train stage that writes `run_file` (runs/<setting>/seed<k>.json, as dvc.yaml names it)."""
+    return f"train@{Path(run_file).parent.name}-{Path(run_file).stem.removeprefix('seed')}"
+
+
+def missing_from_store(run_files) -> list[tuple[Path, str]]:
+    """(run file, run id) of each recorded training run that the current store does not have: the
+    store was reset, or the outputs came from a teammate's store (`dvc pull`)."""
+    import mlflow
+
+    client, missing = mlflow.MlflowClient(), []
+    for run_file in run_files:
+        run_id = run_id_of(run_file)
+        try:
+            client.get_run(run_id)
+        except mlflow.exceptions.MlflowException:
+            missing.append((Path(run_file), run_id))
+    return missing
+
+
+def missing_runs_error(missing: list[tuple[Path, str]]) -> PipelineError:
+    """One line: which recorded runs the store lacks, and the two ways on."""
+    (first, run_id), others = missing[0], len(missing) - 1
+    which = f"{first}: run {run_id}" + (f" (and {others} more run file{'s' * (others > 1)})" if others else "")
+    stages = " ".join(train_stage_of(run_file) for run_file, _ in missing)
+    return PipelineError(f"{which} is not in the tracking store {redact(mlflow_uri())}: point MLFLOW_TRACKING_URI "
+                         f"at the store that has it, or train again: dvc repro --force --downstream {stages}")
+
+
+def mlflow_uri() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+def recorded_run(run_file: Path) -> str:
+    """The run id in a train stage's run file, for evaluate, plot and report to add to; a run that
+    the store lacks stops the stage with one line (a new run in its place would hold the stage's
+    results without the training's params, curves and model)."""
+    missing = missing_from_store([run_file])
+    if missing:
+        raise missing_runs_error(missing)
+    return run_id_of(run_file)
 
 
 def failure_of(exc: BaseException) -> tuple[str, str]:
