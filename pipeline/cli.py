@@ -6,7 +6,9 @@ import contextlib
 import gc
 import os
 import signal
+import subprocess
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from pipeline.errors import PipelineError
@@ -53,6 +55,12 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
         notes = "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
         print(f"error: {exc}{notes}", file=sys.stderr)
         sys.exit(1)
+    except FileNotFoundError as exc:
+        if not _program_missing(exc):
+            raise
+        print(f"error: {exc.filename}: no such program on PATH; activate the project's environment "
+              "(. .venv/bin/activate) or install it", file=sys.stderr)
+        sys.exit(1)
     except BrokenPipeError:  # `... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
@@ -61,3 +69,10 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
         notes = "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
         print(f"error: {what}; outputs of this stage were not written{notes}", file=sys.stderr)
         sys.exit(130)
+
+
+def _program_missing(exc: FileNotFoundError) -> bool:
+    """Whether subprocess raised it, for a command (dvc, git) it found nowhere on PATH: the one
+    place that knows, for every stage and helper that runs one."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and frames[-1].filename == subprocess.__file__
