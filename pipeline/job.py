@@ -13,10 +13,10 @@ import argparse
 import hashlib
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from pipeline import cli
@@ -89,6 +89,17 @@ class _JobFile:
     train: TrainConfig
     data: str
     data_md5: str
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _every_own_value(cls, values):
+        """job_text writes each value a setting has of its own: a default (color gray) must not
+        stand in for one that was lost."""
+        if isinstance(values, dict):
+            missing = [f.name for f in fields(Setting) if f.default is not None and f.name not in values]
+            if missing:
+                raise ValueError(f"missing key {missing[0]}")
+        return values
 
 
 def load_job(path: Path, seed: int) -> TrainJob:
