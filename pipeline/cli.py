@@ -53,7 +53,8 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
         gc.freeze()
     except PipelineError as exc:
         notes = "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
-        print(f"error: {exc}{notes}", file=sys.stderr)
+        # one line, whatever a name or value from a file put in it
+        print(f"error: {exc}{notes}".replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
         sys.exit(1)
     except FileNotFoundError as exc:
         if not _program_missing(exc):

@@ -49,7 +49,7 @@ def _saved_values(saved: Path, path: Path) -> dict[str, Any]:
     values = read_json(saved, dict[str, int | float], "the values before `size quick`", recover)
     if values.keys() != SIZES["full"].keys():
         raise PipelineError(f"{saved}: the values before `size quick`: expected the keys "
-                            f"{', '.join(SIZES['full'])} (got {', '.join(values) or 'none'}); {recover}")
+                            f"{', '.join(SIZES['full'])} (got {list(values)}); {recover}")
     try:
         parse_params(yaml.safe_load(with_values(path.read_text(encoding="utf-8"), values)), path)
     except ParamsError as exc:
