@@ -16,10 +16,7 @@ The profiles are registered in tests/conftest.py.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import gc
-import io
 import json
 import math
 from dataclasses import asdict, fields
@@ -31,7 +28,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pipeline import cli, params
+from pipeline import params
 from pipeline.checkpoint import Resume
 from pipeline.config import SIZES, load_params, parse_params, resolve
 from pipeline.estimate import EpochTiming, load_timings, record_timing, timings_file
@@ -40,7 +37,7 @@ from pipeline.job import TrainJob, job_text, load_job, stage_params
 from pipeline.outputs import write_json
 from pipeline.preprocess import read_normalization, zscore_stats
 from pipeline.tracking import run_id_of
-from tests.helpers import tiny_params
+from tests.helpers import assert_one_line_naming, run_stage, tiny_params
 
 # tmp_path_factory is session-wide: every example of a test rewrites the same files
 FUZZ = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -125,25 +122,10 @@ def json_file(document) -> st.SearchStrategy[bytes]:
     return st.one_of(mutated(document).map(lambda d: json.dumps(d, indent=2).encode()), broken_bytes(text))
 
 
-def run_stage(main, argv=()) -> tuple[int, str]:
-    """(exit status, stderr) of `main` run as a stage's is, through cli.run."""
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            cli.run(main, list(argv))
-            status = 0
-        except SystemExit as exc:
-            status = exc.code
-        finally:
-            gc.unfreeze()  # what a finished stage freezes is left to its exit; this process goes on
+def stage(main, argv=()) -> tuple[int, str]:
+    status, stderr = run_stage(main, argv)
     event("read" if status == 0 else "refused")  # the share of each: --hypothesis-show-statistics
-    return status, stderr.getvalue()
-
-
-def assert_one_line_naming(path: Path, status: int, stderr: str) -> None:
-    assert status != 0, stderr
-    assert stderr.startswith(f"error: {path}: ") and stderr.count("\n") == 1, stderr
-    assert "Traceback" not in stderr
+    return status, stderr
 
 
 def same(a, b) -> bool:
@@ -200,7 +182,7 @@ def scratch(tmp_path_factory) -> Path:
 def test_params_check_loads_or_says_in_one_line_what_is_wrong(scratch, data):
     path = scratch / "params.yaml"
     path.write_bytes(data)
-    status, stderr = run_stage(params.main, ["check", "--params", str(path)])
+    status, stderr = stage(params.main, ["check", "--params", str(path)])
     if status == 0:
         assert stderr == ""
         load_params(path)
@@ -221,7 +203,7 @@ def test_a_job_file_is_read_as_written_or_named_in_one_line(scratch, data):
     path = scratch / "job.json"
     path.write_bytes(data)
     jobs = []
-    status, stderr = run_stage(lambda argv: jobs.append(load_job(path, 0)))
+    status, stderr = stage(lambda argv: jobs.append(load_job(path, 0)))
     if status == 0:
         assert same(json.loads(job_text(jobs[0])), json.loads(data))
     else:
@@ -239,7 +221,7 @@ def test_a_run_file_gives_its_run_id_or_is_named_in_one_line(scratch, data):
     path = scratch / "run.json"
     path.write_bytes(data)
     run_ids = []
-    status, stderr = run_stage(lambda argv: run_ids.append(run_id_of(path)))
+    status, stderr = stage(lambda argv: run_ids.append(run_id_of(path)))
     if status == 0:
         assert run_ids == [json.loads(data)["run_id"]]
     else:
@@ -262,7 +244,7 @@ def test_a_resume_state_resumes_as_saved_or_is_named_in_one_line(scratch, data):
     text = data.draw(json_file(_resume_document(directory)))
     (directory / "state.json").write_bytes(text)
     resumed = []
-    status, stderr = run_stage(lambda argv: resumed.append(Resume.load(directory, "f" * 32)))
+    status, stderr = stage(lambda argv: resumed.append(Resume.load(directory, "f" * 32)))
     if status == 0 and resumed[0].run_id is not None:
         state = json.loads(text)
         assert same([resumed[0].run_id, list(resumed[0].rows)], [state["run_id"], state["rows"]])
@@ -287,7 +269,7 @@ def test_epoch_times_are_used_as_recorded_or_named_in_one_line_and_a_training_re
     path = timings_file(root)
     path.write_bytes(text)
     loaded = []
-    status, stderr = run_stage(lambda argv: loaded.append(load_timings(root)))
+    status, stderr = stage(lambda argv: loaded.append(load_timings(root)))
     if status == 0:
         document = json.loads(text)
         assert loaded[0].keys() == document.keys()
@@ -297,7 +279,7 @@ def test_epoch_times_are_used_as_recorded_or_named_in_one_line_and_a_training_re
     else:
         assert_one_line_naming(path, status, stderr)
     latest = EpochTiming("here", 64, 100, 10, 3.0)
-    status, stderr = run_stage(lambda argv: record_timing(root, "new", latest))
+    status, stderr = stage(lambda argv: record_timing(root, "new", latest))
     assert status == 0 and stderr.count("\n") <= 1 and "Traceback" not in stderr
     assert load_timings(root)["new"] == latest
 
@@ -315,7 +297,7 @@ def test_size_full_restores_the_saved_values_or_names_their_file_in_one_line(scr
     params.set_size(path, "quick")
     text = data.draw(json_file(json.loads(saved.read_text())))
     saved.write_bytes(text)
-    status, stderr = run_stage(params.main, ["size", "full", "--params", str(path)])
+    status, stderr = stage(params.main, ["size", "full", "--params", str(path)])
     if status == 0:
         train = load_params(path).train
         assert same({key: getattr(train, key.split(".")[1]) for key in SIZES["full"]}, json.loads(text))
@@ -338,7 +320,7 @@ def test_a_normalization_record_is_read_as_written_or_named_in_one_line(scratch,
     path = scratch / "normalization.json"
     path.write_bytes(data)
     records = []
-    status, stderr = run_stage(lambda argv: records.append(read_normalization(scratch)))
+    status, stderr = stage(lambda argv: records.append(read_normalization(scratch)))
     if status == 0:
         assert same(records[0], json.loads(data))
         assert all(std > 0 for std in np.atleast_1d(records[0].get("std", 1)))
