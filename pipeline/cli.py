@@ -42,6 +42,11 @@ def deferred_interrupts():
             signal.raise_signal(received[0])
 
 
+def one_line(message: str) -> str:
+    """A message for stderr kept on one line, whatever a name or value from a file put in it."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
     """Run a stage's main; a PipelineError or an interruption ends it with one line on stderr."""
     signal.signal(signal.SIGTERM, _raise_terminated)
@@ -53,8 +58,7 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
         gc.freeze()
     except PipelineError as exc:
         notes = "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
-        # one line, whatever a name or value from a file put in it
-        print(f"error: {exc}{notes}".replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
+        print(one_line(f"error: {exc}{notes}"), file=sys.stderr)
         sys.exit(1)
     except FileNotFoundError as exc:
         if not _program_missing(exc):

@@ -90,7 +90,7 @@ def record_timing(root: Path, setting: str, timing: EpochTiming) -> None:
     try:
         kept = load_timings(root)
     except PipelineError as exc:  # never fail a finished training over a broken record of speeds
-        print(f"warning: {exc}; it now holds this training's record only", file=sys.stderr)
+        print(cli.one_line(f"warning: {exc}; it now holds this training's record only"), file=sys.stderr)
         kept = {}
     records = {name: asdict(t) for name, t in kept.items()}
     records[setting] = asdict(timing)

@@ -129,12 +129,12 @@ def stage(main, argv=()) -> tuple[int, str]:
 
 
 def same(a, b) -> bool:
-    """Equal as JSON values: a float equal to an integer is the same number, NaN is NaN, but a
-    boolean is not a number."""
+    """Equal as JSON values: an integer read as the float nearest to it is the same number, NaN is
+    NaN, but a boolean is not a number."""
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b or (math.isnan(a) and math.isnan(b))
+        return float(a) == float(b) or (math.isnan(a) and math.isnan(b))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
