@@ -293,8 +293,10 @@ def test_size_full_restores_the_saved_values_or_names_their_file_in_one_line(scr
     directory.mkdir(exist_ok=True)
     path = directory / "params.yaml"
     saved = directory / ".dvc" / "tmp" / "size-before-quick.json"
-    path.write_text(yaml.safe_dump(VALID_PARAMS, sort_keys=False))
-    params.set_size(path, "quick")
+    full = copy.deepcopy(VALID_PARAMS)
+    full["train"].update({key.split(".")[1]: value for key, value in SIZES["full"].items()})
+    path.write_text(yaml.safe_dump(full, sort_keys=False))
+    params.set_size(path, "quick")  # saves the full size's values: the file the example breaks
     text = data.draw(json_file(json.loads(saved.read_text())))
     saved.write_bytes(text)
     status, stderr = stage(params.main, ["size", "full", "--params", str(path)])
