@@ -15,8 +15,9 @@ import json
 import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import ConfigDict, field_validator
+from pydantic import ConfigDict, Field, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from pipeline import cli
@@ -83,12 +84,12 @@ def run_params(job: TrainJob) -> dict[str, object]:
 class _JobFile:
     """What job_text writes."""
 
-    setting: str
+    setting: Annotated[str, Field(min_length=1)]
     values: Setting
     model: MnistModelConfig | Cifar10ModelConfig
     train: TrainConfig
-    data: str
-    data_md5: str
+    data: Annotated[str, Field(min_length=1)]  # "" would be Path(""), the working directory
+    data_md5: Annotated[str, Field(pattern="^[0-9a-f]{32}$")]
 
     @field_validator("values", mode="before")
     @classmethod

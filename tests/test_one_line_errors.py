@@ -52,18 +52,28 @@ def test_a_job_file_that_is_no_job_is_one_line(tmp_path, text, problem):
     assert f"the job file: {problem}" in stderr and "dvc repro job@" in stderr
 
 
-def test_a_job_file_that_lost_a_color_is_one_line_not_gray(tmp_path, params_file):
+def _lose_color(document):
+    del document["values"]["color"]
+
+
+def _empty_data(document):
+    document["data"] = ""
+
+
+@pytest.mark.parametrize("edit,problem", [(_lose_color, "values: Value error, missing key color"),  # not gray
+                                          (_empty_data, "data: String should have at least 1 character")])  # not .
+def test_a_job_file_value_that_a_default_would_replace_is_one_line(tmp_path, params_file, edit, problem):
     data = tmp_path / "prepared"
     (data / "rgb").mkdir(parents=True)
     np.save(data / "rgb" / "y_test.npy", np.zeros(2, dtype=np.uint8))
     path = tmp_path / "job.json"
     assert run_stage(job.main, ["cifar10-k3-s1-rgb", str(data), str(path), "--params", str(params_file)])[0] == 0
     document = json.loads(path.read_text())
-    del document["values"]["color"]
+    edit(document)
     path.write_text(json.dumps(document))
     status, stderr = run_stage(lambda argv: load_job(path, 0))
     assert_one_line_naming(path, status, stderr)
-    assert "values: Value error, missing key color" in stderr
+    assert problem in stderr
 
 
 def test_a_missing_data_directory_is_an_error_not_a_digest_of_nothing(tmp_path, params_file):
