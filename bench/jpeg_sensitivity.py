@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 from pathlib import Path
 
 import numpy as np
+
+from pipeline import cli
 
 QUALITIES = (90, 75, 50, 25)
 
@@ -44,7 +45,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     from pipeline.job import load_job
-    from pipeline.preprocess import load_cifar10, standardize, to_gray
+    from pipeline.preprocess import load_cifar10, read_normalization, standardize, to_gray
     from pipeline.runtime import load_tensorflow
 
     job = load_job(args.job, 0)
@@ -58,7 +59,7 @@ def main(argv=None) -> None:
         model.load_weights(args.model)
     else:
         model = keras.models.load_model(args.model)
-    stats = json.loads((job.data / "normalization.json").read_text())
+    stats = read_normalization(job.data)
     _, _, x_test, y_test = load_cifar10(args.archive)
 
     def accuracy(images: np.ndarray) -> float:
@@ -73,4 +74,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

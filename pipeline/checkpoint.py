@@ -12,12 +12,18 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from pipeline import cli
+from pipeline.errors import PipelineError
 from pipeline.history import HISTORY_FIELDS, history_row
 from pipeline.outputs import write_json
+from pipeline.state_files import read_json
 from pipeline.tracking import TrackingUnavailable
 
 
@@ -28,6 +34,25 @@ def fingerprint(run_params: dict, data_digest: str, tracking_uri: str) -> str:
 
 def backup_dir(root: Path, setting: str, seed: int) -> Path:
     return root / ".dvc" / "tmp" / "train-backup" / setting / f"seed{seed}"
+
+
+@pydantic_dataclass(config=ConfigDict(extra="forbid"))
+class _Row:
+    """An epoch's history row (history_row), as Resume.save wrote it."""
+
+    epoch: Annotated[int, Field(gt=0)]
+    loss: float  # NaN where the epoch ended in a non-finite loss
+    accuracy: float
+    val_loss: float
+    val_accuracy: float
+    seconds: Annotated[float, Field(ge=0)]
+
+
+@pydantic_dataclass(config=ConfigDict(extra="forbid"))
+class _State:
+    fingerprint: str
+    run_id: Annotated[str, Field(pattern=r"^\w+$")]
+    rows: list[_Row]
 
 
 @dataclass
@@ -44,9 +69,14 @@ class Resume:
     def load(cls, directory: Path, fingerprint: str) -> Resume:
         state_file = directory / "state.json"
         if state_file.exists():
-            state = json.loads(state_file.read_text(encoding="utf-8"))
-            if state.get("fingerprint") == fingerprint:
-                return cls(directory, fingerprint, state["run_id"], tuple(state["rows"]))
+            recover = (f"delete {directory} and run the stage again (dvc repro train@{directory.parent.name}-"
+                       f"{directory.name.removeprefix('seed')}): the training starts over")
+            state = read_json(state_file, _State, "the state of an interrupted training", recover)
+            if [row.epoch for row in state.rows] != list(range(1, len(state.rows) + 1)):
+                raise PipelineError(f"{state_file}: the state of an interrupted training: rows: epochs "
+                                    f"{[row.epoch for row in state.rows]} are not 1, 2, ...; {recover}")
+            if state.fingerprint == fingerprint:
+                return cls(directory, fingerprint, state.run_id, tuple(asdict(row) for row in state.rows))
             shutil.rmtree(directory)  # a backup of another job: start over
         return cls(directory, fingerprint)
 

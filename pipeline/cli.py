@@ -6,7 +6,9 @@ import contextlib
 import gc
 import os
 import signal
+import subprocess
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from pipeline.errors import PipelineError
@@ -40,6 +42,11 @@ def deferred_interrupts():
             signal.raise_signal(received[0])
 
 
+def one_line(message: str) -> str:
+    """A message for stderr kept on one line, whatever a name or value from a file put in it."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
     """Run a stage's main; a PipelineError or an interruption ends it with one line on stderr."""
     signal.signal(signal.SIGTERM, _raise_terminated)
@@ -51,7 +58,13 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
         gc.freeze()
     except PipelineError as exc:
         notes = "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
-        print(f"error: {exc}{notes}", file=sys.stderr)
+        print(one_line(f"error: {exc}{notes}"), file=sys.stderr)
+        sys.exit(1)
+    except FileNotFoundError as exc:
+        if not _program_missing(exc):
+            raise
+        print(f"error: {exc.filename}: no such program on PATH; activate the project's environment "
+              "(. .venv/bin/activate) or install it", file=sys.stderr)
         sys.exit(1)
     except BrokenPipeError:  # `... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -61,3 +74,10 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
         notes = "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
         print(f"error: {what}; outputs of this stage were not written{notes}", file=sys.stderr)
         sys.exit(130)
+
+
+def _program_missing(exc: FileNotFoundError) -> bool:
+    """Whether subprocess raised it, for a command (dvc, git) it found nowhere on PATH: the one
+    place that knows, for every stage and helper that runs one."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and frames[-1].filename == subprocess.__file__

@@ -67,10 +67,19 @@ def timings_file(root: Path) -> Path:
 
 
 def load_timings(root: Path) -> dict[str, EpochTiming]:
+    from pipeline.state_files import read_json
+
     path = timings_file(root)
     if not path.exists():
         return {}
-    return {name: EpochTiming(**record) for name, record in json.loads(path.read_text(encoding="utf-8")).items()}
+    recover = f"delete it (rm {path}): each setting's next training records its epoch time again"
+    timings = read_json(path, dict[str, EpochTiming], "the recorded epoch times", recover)
+    for name, timing in timings.items():
+        if not (timing.batch_size > 0 and timing.train_images > 0 and timing.val_images >= 0
+                and 0 < timing.seconds < math.inf):
+            raise PipelineError(f"{path}: the recorded epoch times: {name}: a count or the seconds are out of "
+                                f"range ({timing}); {recover}")
+    return timings
 
 
 def record_timing(root: Path, setting: str, timing: EpochTiming) -> None:
@@ -79,7 +88,12 @@ def record_timing(root: Path, setting: str, timing: EpochTiming) -> None:
 
     from pipeline.outputs import write_json
 
-    records = {name: asdict(t) for name, t in load_timings(root).items()}
+    try:
+        kept = load_timings(root)
+    except PipelineError as exc:  # never fail a finished training over a broken record of speeds
+        print(cli.one_line(f"warning: {exc}; it now holds this training's record only"), file=sys.stderr)
+        kept = {}
+    records = {name: asdict(t) for name, t in kept.items()}
     records[setting] = asdict(timing)
     write_json(timings_file(root), records)
 

@@ -13,14 +13,19 @@ import argparse
 import hashlib
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import ConfigDict, Field, field_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from pipeline import cli
 from pipeline.config import Cifar10ModelConfig, MnistModelConfig, Params, Setting, TrainConfig, load_params, resolve
 from pipeline.errors import PipelineError
 from pipeline.outputs import write_text
 from pipeline.provenance import data_md5
+from pipeline.state_files import read_json
 
 
 @dataclass(frozen=True)
@@ -75,17 +80,39 @@ def run_params(job: TrainJob) -> dict[str, object]:
     return flat
 
 
+@pydantic_dataclass(config=ConfigDict(extra="forbid"))
+class _JobFile:
+    """What job_text writes."""
+
+    setting: Annotated[str, Field(min_length=1)]
+    values: Setting
+    model: MnistModelConfig | Cifar10ModelConfig
+    train: TrainConfig
+    data: Annotated[str, Field(min_length=1)]  # "" would be Path(""), the working directory
+    data_md5: Annotated[str, Field(pattern="^[0-9a-f]{32}$")]
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _every_own_value(cls, values):
+        """job_text writes each value a setting has of its own: a default (color gray) must not
+        stand in for one that was lost."""
+        if isinstance(values, dict):
+            missing = [f.name for f in fields(Setting) if f.default is not None and f.name not in values]
+            if missing:
+                raise ValueError(f"missing key {missing[0]}")
+        return values
+
+
 def load_job(path: Path, seed: int) -> TrainJob:
     """A job file as the typed job of one seed's run."""
-    try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PipelineError(f"{path}: cannot read the job file ({exc.strerror}); the job stage writes it: "
-                            "dvc repro job@<setting>") from None
-    setting = Setting(**document["values"])
-    model_type = MnistModelConfig if setting.dataset == "mnist" else Cifar10ModelConfig
-    return TrainJob(document["setting"], setting, model_type(**document["model"]), TrainConfig(**document["train"]),
-                    Path(document["data"]), document["data_md5"], seed)
+    recover = "the job stage writes it: dvc repro job@<setting>"
+    document = read_json(path, _JobFile, "the job file", recover)
+    model_type = MnistModelConfig if document.values.dataset == "mnist" else Cifar10ModelConfig
+    if not isinstance(document.model, model_type):
+        raise PipelineError(f"{path}: the job file: model: not the options of a {document.values.dataset} model "
+                            f"({asdict(document.model)}); {recover}")
+    return TrainJob(document.setting, document.values, document.model, document.train, Path(document.data),
+                    document.data_md5, seed)
 
 
 def main(argv=None) -> None:

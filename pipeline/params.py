@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,10 @@ import yaml
 
 from pipeline import cli
 from pipeline.config import SIZES, load_params, parse_params
+from pipeline.errors import PipelineError
 from pipeline.outputs import write_json, write_text
-from pipeline.params_file import read_yaml, with_values
+from pipeline.params_file import ParamsError, read_yaml, with_values
+from pipeline.state_files import read_json
 
 
 def set_size(path: Path, size: str) -> dict[str, Any]:
@@ -33,12 +34,27 @@ def set_size(path: Path, size: str) -> dict[str, Any]:
             write_json(saved, current)
         values = SIZES["quick"]
     else:
-        values = json.loads(saved.read_text(encoding="utf-8")) if saved.exists() else SIZES["full"]
+        values = _saved_values(saved, path) if saved.exists() else SIZES["full"]
     text = with_values(path.read_text(encoding="utf-8"), values)
     parse_params(yaml.safe_load(text), path)  # never write a file that would not load
     write_text(path, text)
     if size == "full":
         saved.unlink(missing_ok=True)
+    return values
+
+
+def _saved_values(saved: Path, path: Path) -> dict[str, Any]:
+    """The values `size quick` replaced, if params.yaml can take them back."""
+    recover = f"delete it (rm {saved}): `size full` then sets the homework's size"
+    values = read_json(saved, dict[str, int | float], "the values before `size quick`", recover)
+    if values.keys() != SIZES["full"].keys():
+        raise PipelineError(f"{saved}: the values before `size quick`: expected the keys "
+                            f"{', '.join(SIZES['full'])} (got {list(values)}); {recover}")
+    try:
+        parse_params(yaml.safe_load(with_values(path.read_text(encoding="utf-8"), values)), path)
+    except ParamsError as exc:
+        raise PipelineError(f"{saved}: the values before `size quick` do not fit params.yaml ({exc}); "
+                            f"{recover}") from None
     return values
 
 

@@ -62,14 +62,21 @@ def _check_sweeps(params: Params, path: Path | str) -> None:
         if unknown:
             known = ", ".join(params.settings)
             raise ParamsError(path, f"{key}.settings", f"no setting {unknown[0]!r} (known: {known})")
+        if not sweep.settings:
+            raise ParamsError(path, f"{key}.settings", "no settings: list the ones the sweep compares")
         if len(set(sweep.settings)) != len(sweep.settings):
             raise ParamsError(path, f"{key}.settings", "lists a setting twice")
+        datasets = {name: params.settings[name].dataset for name in sweep.settings}
+        first = sweep.settings[0]
+        other = next((name for name in sweep.settings if datasets[name] != datasets[first]), None)
+        if other:
+            raise ParamsError(path, f"{key}.settings", f"{other} trains on {datasets[other]}, {first} on "
+                              f"{datasets[first]}: a sweep compares settings of one dataset")
         values = {name: setting_values(*resolved(params, name)) for name in sweep.settings}
-        first, *others = sweep.settings
         if sweep.vary not in values[first] or sweep.vary == "dataset":
             known = ", ".join(k for k in values[first] if k != "dataset")
             raise ParamsError(path, f"{key}.vary", f"{sweep.vary!r} is no key a setting can vary (known: {known})")
-        for name in others:
+        for name in sweep.settings[1:]:
             differ = [k for k in values[first] if k != sweep.vary and values[name][k] != values[first][k]]
             if differ:
                 raise ParamsError(path, key, f"{name} differs from {first} in {differ[0]} ({values[first][differ[0]]}"

@@ -56,6 +56,8 @@ def read_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ParamsError(path, "", f"cannot read the file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ParamsError(path, "", f"byte {exc.start}: not UTF-8 text") from None
     try:
         return yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:

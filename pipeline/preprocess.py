@@ -13,18 +13,29 @@ import functools
 import pickle
 import sys
 import tarfile
-from dataclasses import dataclass
+import zipfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from pipeline import cli
 from pipeline.config import Params, PreprocessConfig, load_params
 from pipeline.datasets import CLASS_NAMES, num_classes
 from pipeline.download import CIFAR_DIR, CIFAR_TEST_BATCH, CIFAR_TRAIN_BATCHES
+from pipeline.errors import PipelineError
 from pipeline.outputs import atomic_dir, write_json
+from pipeline.state_files import read_json
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, as in the report (2-5)
+
+
+# What reading an archive that is missing, cut short or not what it should be raises
+UNREADABLE_ARCHIVE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, tarfile.TarError,
+                      pickle.UnpicklingError)
 
 
 def load_mnist(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -95,6 +106,29 @@ def standardize_per_image(x: np.ndarray) -> np.ndarray:
     return ((x - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
+PositiveStd = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+@pydantic_dataclass(config=ConfigDict(extra="forbid"))
+class _ZScore:
+    method: Literal["zscore"]
+    source: str
+    mean: Annotated[float, Field(allow_inf_nan=False)] | list[Annotated[float, Field(allow_inf_nan=False)]]
+    std: PositiveStd | list[PositiveStd]
+
+
+@pydantic_dataclass(config=ConfigDict(extra="forbid"))
+class _PerImage:
+    method: Literal["per_image"]
+
+
+def read_normalization(directory: Path) -> dict:
+    """The normalization record beside prepared arrays, as prepare() made it."""
+    record = read_json(directory / "normalization.json", Annotated[_ZScore | _PerImage, Field(discriminator="method")],
+                       "the normalization record", "the preprocess stage writes it: dvc repro preprocess@<dataset>")
+    return asdict(record)
+
+
 def prepare(
     x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
     config: PreprocessConfig,
@@ -152,10 +186,14 @@ def main(argv=None) -> None:
     job = stage_params(load_params(args.params), args.dataset)
 
     color = None
-    if job.dataset == "mnist":
-        x_train, y_train, x_test, y_test = load_mnist(args.raw)
-    else:
-        x_train, y_train, x_test, y_test = load_cifar10(args.raw)
+    try:
+        x_train, y_train, x_test, y_test = (load_mnist if job.dataset == "mnist" else load_cifar10)(args.raw)
+    except UNREADABLE_ARCHIVE as exc:
+        # the download stage verified the archive it wrote: this one is missing, or was changed since
+        said = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc).splitlines() or [""])[0]
+        raise PipelineError(f"{args.raw}: cannot read the {job.dataset} archive ({type(exc).__name__}: {said}); "
+                            f"the download stage writes it: dvc repro download@{job.dataset}") from None
+    if job.dataset == "cifar10":
         color = prepare(x_train, y_train, x_test, y_test, job.config)  # for settings with `color: rgb`
         x_train, x_test = to_gray(x_train), to_gray(x_test)
     splits, normalization = prepare(x_train, y_train, x_test, y_test, job.config)

@@ -6,11 +6,17 @@ import hashlib
 import subprocess
 from pathlib import Path
 
+from pipeline.errors import PipelineError
+
 
 def data_md5(directory: Path) -> str:
     """One digest over the prepared arrays (file names and contents), to tag runs with."""
+    arrays = sorted(directory.glob("*.npy"))
+    if not arrays:  # a digest of nothing would tag runs as trained on data that is not there
+        raise PipelineError(f"{directory}: no prepared arrays (*.npy) there; the preprocess stage writes them: "
+                            "dvc repro preprocess@<dataset>")
     digest = hashlib.md5()
-    for path in sorted(directory.glob("*.npy")):
+    for path in arrays:
         digest.update(path.name.encode())
         with path.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):

@@ -20,11 +20,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import yaml
+from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from pipeline import cli, model_view
+from pipeline import cli, model_view, state_files, tracking
 from pipeline.config import Params, Setting, Sweep, load_params, setting_values
 from pipeline.errors import PipelineError
 from pipeline.history import read_history
@@ -50,6 +53,31 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+_Numbers = Annotated[list[Annotated[float, Strict()]], Field(min_length=4, max_length=4)]
+
+
+@pydantic_dataclass(config=ConfigDict(extra="forbid"))
+class _Homework:
+    source: str
+    # dataset -> sweep's key -> setting -> [train loss, train acc, val acc, test acc]
+    results: dict[str, dict[str, dict[str, _Numbers]]]
+
+
+def read_homework(path: Path) -> dict:
+    """The homework's numbers (reports/homework_results.yaml), which come with the project."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        TypeAdapter(_Homework).validate_python(raw)
+        return raw
+    except OSError as exc:
+        problem = f"cannot read the homework's numbers ({exc.strerror})"
+    except (UnicodeDecodeError, yaml.YAMLError):
+        problem = "the homework's numbers are not valid YAML"
+    except ValidationError as exc:
+        problem = f"the homework's numbers: {state_files.problem(exc)}"
+    raise PipelineError(f"{path}: {problem}; it comes with the project: git checkout -- {path}")
+
+
 def seed_result(name: str, seed: int, y_test: np.ndarray, args) -> SeedResult | None:
     """One seed's outputs of the train and evaluate stages; None if any is not there (yet)."""
     files = [args.runs / name / f"seed{seed}.json", args.metrics / "train" / name / f"seed{seed}.json",
@@ -59,8 +87,7 @@ def seed_result(name: str, seed: int, y_test: np.ndarray, args) -> SeedResult | 
         return None
     run, train, test, history, predictions = files
     correct = np.load(predictions).argmax(axis=1) == y_test
-    return SeedResult(seed, read_json(train), read_json(test), read_history(history), correct,
-                      read_json(run)["run_id"])
+    return SeedResult(seed, read_json(train), read_json(test), read_history(history), correct, tracking.run_id_of(run))
 
 
 def load_result(name: str, seeds: tuple[int, ...], args) -> tuple[Result, TrainJob]:
@@ -160,8 +187,6 @@ def log_report(args, smoke: bool) -> None:
     runs, whose metric charts would list it without data)."""
     import mlflow
 
-    from pipeline import tracking
-
     experiment = tracking.experiment_id(tracking.REPORT_EXPERIMENT, tracking.project_root())
     run = mlflow.start_run(experiment_id=experiment, run_name="report",
                            tags={"kind": "report", "smoke_run": str(smoke).lower()})
@@ -185,11 +210,9 @@ def main(argv=None) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     job = stage_params(load_params(args.params))
-    homework = yaml.safe_load(args.homework.read_text(encoding="utf-8"))
+    homework = read_homework(args.homework)
 
     import mlflow
-
-    from pipeline import tracking
 
     root = tracking.project_root()
     tracking.connect(root)

@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import socket
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlparse
+
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from pipeline import cli
 from pipeline.errors import PipelineError, redact
+from pipeline.state_files import read_json
 
 EXPERIMENTS = {"mnist": "mnist-cnn", "cifar10": "cifar10-gray-cnn"}
 REPORT_EXPERIMENT = "hw2-report"  # apart from the training runs: no empty rows in their metric charts
@@ -159,9 +163,17 @@ def connect(root: Path) -> str:
     return uri
 
 
+@pydantic_dataclass(config=ConfigDict(extra="forbid"))
+class _RunFile:
+    run_id: Annotated[str, Field(pattern=r"^\w+$")]
+    experiment: str
+
+
 def run_id_of(run_file: Path) -> str:
-    """The MLflow run a train stage wrote into its run file (evaluate and plot add to it)."""
-    return json.loads(Path(run_file).read_text(encoding="utf-8"))["run_id"]
+    """The MLflow run a train stage wrote into its run file (evaluate, plot and report add to it)."""
+    # The run file is a DVC output of its train stage: `dvc checkout` restores it from the cache.
+    recover = f"restore it: dvc checkout {run_file} (or train again: dvc repro train@<setting>-<seed>)"
+    return read_json(run_file, _RunFile, "the run file", recover).run_id
 
 
 def train_stage_of(run_file: Path) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.datasets import write_mirror
 from tests.helpers import copy_project, dvc, project_env, tiny_params
@@ -15,6 +17,14 @@ from tests.helpers import copy_project, dvc, project_env, tiny_params
 # fail for a reason that is not the code's. A Python handler is reset to the default in children.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+# Property-based tests (tests/test_fuzz_inputs.py). ci, the default: the same examples on every run
+# (derandomize), about a minute for all of them on a 2-core CPU, and no example database left in
+# the checkout. long (HYPOTHESIS_PROFILE=long): many more, new ones each run; a failure it finds is
+# printed with the @reproduce_failure line that replays it.
+settings.register_profile("ci", max_examples=200, derandomize=True, deadline=None, database=None)
+settings.register_profile("long", max_examples=3000, deadline=None, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
+import io
 import os
 import re
 import shutil
@@ -87,6 +89,30 @@ def train_command(out: Path, seed: int = 0) -> list[str]:
     """The train stage's command for the job in `out`/job.json, writing its outputs under `out`."""
     return [sys.executable, "-m", "pipeline.train", str(out / "job.json"), str(seed), str(out / "m.keras"),
             str(out / "run.json"), str(out / "metrics.json"), str(out / "h.csv")]
+
+
+def run_stage(main, argv=()) -> tuple[int, str]:
+    """(exit status, stderr) of a stage's `main` (or any reader) run through cli.run, as its
+    process would, in this one."""
+    from pipeline import cli
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            cli.run(main, list(argv))
+            status = 0
+        except SystemExit as exc:
+            status = exc.code
+        finally:
+            gc.unfreeze()  # what a finished stage freezes is left to its exit; this process goes on
+    return status, stderr.getvalue()
+
+
+def assert_one_line_naming(path: Path | str, status: int, stderr: str) -> None:
+    """A failure the user can act on: non-zero, and one line on stderr that starts with the path."""
+    assert status != 0, stderr
+    assert stderr.startswith(f"error: {path}: ") and stderr.count("\n") == 1, stderr
+    assert "Traceback" not in stderr
 
 
 def free_port() -> int:

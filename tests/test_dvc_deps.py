@@ -25,6 +25,7 @@ NOT_DEPENDENCIES = {
     "pipeline/tracking.py": "where MLflow runs are logged and how they end, not what a stage computes",
     "pipeline/provenance.py": "the data digest and git commit, as tags of MLflow runs only",
     "pipeline/estimate.py": "records and foretells how long an epoch takes; no output depends on it",
+    "pipeline/state_files.py": "reads the files stages leave, or stops in one line; what it accepts passes as written",
     "pipeline/run_artifacts.py": "what a training run logs to MLflow besides metrics (its data, its model)",
 }
 
