@@ -23,22 +23,22 @@ setup: $(INSTALLED)
 repro: setup
 	python -m pipeline.params check
 	python -m pipeline.tracking init
-	python -m pipeline.estimate --confirm
+	python -m pipeline.training.estimate --confirm
 	dvc repro
 
 # Every stage and setting in minutes: params.yaml is set to the quick size (a smoke run of a few
-# epochs on a share of the images: SIZES in pipeline/config.py); every later `dvc repro` works at
+# epochs on a share of the images: SIZES in pipeline/params/schema.py); every later `dvc repro` works at
 # that size until `make full`.
 quick: setup
 	python -m pipeline.params size quick
 	$(MAKE) --no-print-directory repro
 
 # Every (setting, seed) that needs training, JOBS at a time through DVC's experiment queue, then
-# gathered and reported (pipeline/sweep.py): for a GPU box or a many-core CPU. With SCHEDULER,
-# spread over a Dask cluster's workers instead (pipeline/cluster.py; RESOURCES per task).
+# gathered and reported (pipeline/scaleout/sweep.py): for a GPU box or a many-core CPU. With SCHEDULER,
+# spread over a Dask cluster's workers instead (pipeline/scaleout/cluster.py; RESOURCES per task).
 sweep: setup
 	python -m pipeline.params check
-	$(if $(SCHEDULER),python -m pipeline.cluster --scheduler $(SCHEDULER) $(if $(RESOURCES),--resources $(RESOURCES)),python -m pipeline.sweep $(if $(JOBS),--jobs $(JOBS)))
+	$(if $(SCHEDULER),python -m pipeline.scaleout.cluster --scheduler $(SCHEDULER) $(if $(RESOURCES),--resources $(RESOURCES)),python -m pipeline.scaleout.sweep $(if $(JOBS),--jobs $(JOBS)))
 
 # Back to the homework's size in params.yaml (the values `make quick` replaced); `make repro`
 # then trains it, after saying how long that takes.
@@ -49,10 +49,10 @@ test: setup
 	ruff check .
 	python -m pytest
 
-# The project's tracking store (see pipeline/tracking.py), on http://127.0.0.1:5000; prints a
+# The project's tracking store (see pipeline/tracking/store.py), on http://127.0.0.1:5000; prints a
 # link to each experiment's runs
 ui: setup
-	python -m pipeline.ui
+	python -m pipeline.tracking.ui
 
 # Re-pin the whole tree after editing requirements.txt.
 lock:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import Params
-from pipeline.datasets import IMAGE_SIDES, input_shape, num_classes
+from pipeline.model.datasets import IMAGE_SIDES, input_shape, num_classes
+from pipeline.params.schema import Params
 
 # The prepared splits' sizes (val_fraction 0.1), for random stand-ins of the whole splits.
 FULL_SPLITS = {"mnist": {"train": 54000, "val": 6000}, "cifar10": {"train": 45000, "val": 5000}}
@@ -21,8 +21,8 @@ def first_setting(params: Params, dataset: str) -> str | None:
 
 def bench_job(params: Params, name: str, data: Path = Path()):
     """The job the train stage would run for a setting's first seed, on the data in `data`."""
-    from pipeline.config import resolved
     from pipeline.job import TrainJob
+    from pipeline.params.schema import resolved
 
     own, train, model = resolved(params, name)
     return TrainJob(name, own, model, train, data=data, data_md5="bench", seed=params.seeds[0])

@@ -1,4 +1,4 @@
-"""Keras fed NumPy arrays against the train stage's feed (pipeline.feed: tf.data, autotuning off):
+"""Keras fed NumPy arrays against the train stage's feed (pipeline.training.feed: tf.data, autotuning off):
 per epoch, its time and the idle waits around tf.data's iterators, in one run, A B A B.
 
 The waits, from Keras' callback events: before the epoch's first batch (the previous epoch's
@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from bench.common import add_data_arguments, bench_data, bench_job, first_setting, load_arrays, table, timed_fit
-from pipeline import cli
-from pipeline.config import load_params
-from pipeline.datasets import num_classes
+from pipeline.common import cli
+from pipeline.model.datasets import num_classes
+from pipeline.params.load import load_params
 
 FEEDS = ("arrays", "pipeline")
 
@@ -28,7 +28,7 @@ FEEDS = ("arrays", "pipeline")
 def timed_epochs(model, feed: str, arrays, classes: int, batch_size: int, epochs: int, seed: int) -> list[dict]:
     import keras
 
-    from pipeline.feed import array_batches
+    from pipeline.training.feed import array_batches
 
     x, y, x_val, y_val = arrays
     marks: dict[str, float] = {}
@@ -71,12 +71,12 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2, help="each feed this many times, alternating")
     args = parser.parse_args(argv)
-    from pipeline.runtime import device_line, load_tensorflow
+    from pipeline.model.runtime import device_line, load_tensorflow
 
     load_tensorflow()
     import keras
 
-    from pipeline.models import build_model, compile_model
+    from pipeline.model.network import build_model, compile_model
 
     params = load_params(args.params)
     print(device_line("float32"), file=sys.stderr)

@@ -1,7 +1,7 @@
 """The whole reproduction on one GPU box, under whichever Keras backend it has (JAX where
 TensorFlow is not installed), without DVC or MLflow: every setting x seed of one or more params
 files at their epochs, several trainings side by side on the one GPU, each built, compiled and
-fed as the train stage does (pipeline.models, the same `fit` arguments, the same precision rule).
+fed as the train stage does (pipeline.model.network, the same `fit` arguments, the same precision rule).
 Each epoch and each finished run is appended to JSON lines as it happens, so a run cut short still
 tells what it reached.
 
@@ -34,12 +34,13 @@ import numpy as np
 import yaml
 
 from bench.gpu_data import pack, unpack_cifar10
-from pipeline import cli
-from pipeline.config import Params, parse_params, resolved
-from pipeline.datasets import num_classes
-from pipeline.errors import PipelineError
+from pipeline.common import cli
+from pipeline.common.errors import PipelineError
 from pipeline.job import TrainJob, job_text, load_job
-from pipeline.params_file import read_yaml
+from pipeline.model.datasets import num_classes
+from pipeline.params.file import read_yaml
+from pipeline.params.load import parse_params
+from pipeline.params.schema import Params, resolved
 
 
 def spec_params(spec: str) -> tuple[str, Params]:
@@ -116,8 +117,8 @@ def train_one(job: TrainJob, jit_compile, progress: Path) -> dict:
     `progress`; then the test set's accuracy and predictions."""
     import keras
 
-    from pipeline.models import build_model, compile_model
-    from pipeline.runtime import cpu_flags, resolved_precision
+    from pipeline.model.network import build_model, compile_model
+    from pipeline.model.runtime import cpu_flags, resolved_precision
     from pipeline.train import load_split, training_subset
 
     keras.utils.set_random_seed(job.seed)

@@ -24,8 +24,8 @@ import numpy as np
 import pooch
 
 from bench.jpeg_sensitivity import reencoded
+from pipeline.common.outputs import atomic_file
 from pipeline.download import ARCHIVES, CIFAR_DIR, CIFAR_MEMBERS, CIFAR_META, MANIFEST, read_manifest
-from pipeline.outputs import atomic_file
 
 IMAGE_MEMBERS = tuple(name for name in CIFAR_MEMBERS if name != f"{CIFAR_DIR}/{CIFAR_META}")
 

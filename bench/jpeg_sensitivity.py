@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import cli
+from pipeline.common import cli
 
 QUALITIES = (90, 75, 50, 25)
 
@@ -45,15 +45,15 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     from pipeline.job import load_job
+    from pipeline.model.runtime import load_tensorflow
     from pipeline.preprocess import load_cifar10, read_normalization, standardize, to_gray
-    from pipeline.runtime import load_tensorflow
 
     job = load_job(args.job, 0)
     load_tensorflow()
     import keras
 
     if args.model.name.endswith(".weights.h5"):
-        from pipeline.models import build_model
+        from pipeline.model.network import build_model
 
         model = build_model(job.name, job.setting, job.model)
         model.load_weights(args.model)

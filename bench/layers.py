@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from bench.common import bench_job, first_setting, table
-from pipeline import cli
-from pipeline.config import load_params
+from pipeline.common import cli
+from pipeline.params.load import load_params
 
 
 def layer_profile(params, batch_size: int, repeats: int) -> list[dict]:

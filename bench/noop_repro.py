@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline import cli
-from pipeline.errors import PipelineError
+from pipeline.common import cli
+from pipeline.common.errors import PipelineError
 
 
 def noop_repro_seconds(repo: Path, repeats: int) -> float:

@@ -21,16 +21,17 @@ import time
 from pathlib import Path
 
 from bench.common import add_data_arguments, bench_data, bench_job, first_setting, load_arrays, steady, table, timed_fit
-from pipeline import cli
-from pipeline.config import Params, load_params
-from pipeline.datasets import num_classes
-from pipeline.errors import PipelineError
+from pipeline.common import cli
+from pipeline.common.errors import PipelineError
+from pipeline.model.datasets import num_classes
+from pipeline.params.load import load_params
+from pipeline.params.schema import Params
 
 
 def run_options(params: Params, args, work: Path) -> list[dict]:
     import keras
 
-    from pipeline.models import build_model, compile_model
+    from pipeline.model.network import build_model, compile_model
 
     rows = []
     arrays_of: dict[str, list] = {}
@@ -121,7 +122,7 @@ def main(argv=None) -> None:
             report["side_by_side"] = side_by_side(params, args, Path(tmp))
             print(f"\nside by side: {json.dumps(report['side_by_side'])}")
     if args.json:
-        from pipeline.outputs import write_json
+        from pipeline.common.outputs import write_json
 
         write_json(args.json, report)
 

@@ -33,7 +33,7 @@ import yaml
 # (module, function) -> phase; a name a project lacks is skipped. Calls nest: a phase's time is
 # its own, less the phases timed inside it.
 TIMED = {
-    ("pipeline.runtime", "load_tensorflow"): "TensorFlow import",
+    ("pipeline.model.runtime", "load_tensorflow"): "TensorFlow import",
     ("pipeline.train", "open_run"): "MLflow run set-up",
     ("pipeline.train", "fit"): "training",
     ("pipeline.train", "build_compiled"): "model build",
@@ -74,7 +74,7 @@ def run_timed(module: str, argv: list[str], out: Path) -> None:
     import mlflow  # noqa: F401  (every stage timed here imports it; its own line in the table)
 
     spent["MLflow import"] = time.perf_counter() - started
-    from pipeline import cli
+    from pipeline.common import cli
 
     started = time.perf_counter()
     cli.run(stage.main, argv)  # as `python -m` runs it: the entry point's exit path belongs to the stage's cost
@@ -85,7 +85,7 @@ def run_timed(module: str, argv: list[str], out: Path) -> None:
 
 def scratch_project(source: Path, dest: Path, setting: str) -> Path:
     """A git + DVC checkout of `source`'s pipeline with one setting, one seed, at the quick size."""
-    from pipeline.config import SIZES
+    from pipeline.params.schema import SIZES
     from tests.helpers import copy_project
 
     params = yaml.safe_load((source / "params.yaml").read_text(encoding="utf-8"))

@@ -44,10 +44,11 @@ from bench.common import (
     table,
     timed_fit,
 )
-from pipeline import cli
-from pipeline.config import Params, Precision, load_params
-from pipeline.datasets import num_classes
-from pipeline.errors import PipelineError
+from pipeline.common import cli
+from pipeline.common.errors import PipelineError
+from pipeline.model.datasets import num_classes
+from pipeline.params.load import load_params
+from pipeline.params.schema import Params, Precision
 
 
 class TimedLogging:
@@ -70,7 +71,7 @@ def plain_keras(job, data: Path, epochs: int) -> list[float]:
     """The baseline: the same model, defaults everywhere, numpy arrays straight into fit."""
     import keras
 
-    from pipeline.models import build_model, compile_model
+    from pipeline.model.network import build_model, compile_model
 
     keras.utils.set_random_seed(job.seed)
     keras.mixed_precision.set_global_policy("float32")
@@ -84,7 +85,7 @@ def pipeline_path(job, data: Path, work: Path) -> tuple[list[float], list[float]
     import mlflow
 
     from pipeline import train
-    from pipeline.checkpoint import Resume
+    from pipeline.training.checkpoint import Resume
 
     mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
     experiment = mlflow.set_experiment("bench")
@@ -175,7 +176,7 @@ def main(argv=None) -> None:
                                      *(["pipeline_fraction_of_peak"] if args.peak_gflops else []),
                                      "mlflow_logging_share"]))
     if args.json:
-        from pipeline.outputs import write_json
+        from pipeline.common.outputs import write_json
 
         write_json(args.json, report)
 

@@ -23,9 +23,9 @@ from urllib.parse import unquote, urlparse, urlsplit
 import numpy as np
 import pooch
 
-from pipeline import cli
-from pipeline.errors import PipelineError, redact
-from pipeline.outputs import atomic_file
+from pipeline.common import cli
+from pipeline.common.errors import PipelineError, redact
+from pipeline.common.outputs import atomic_file
 
 MIRROR_ENV = "PIPELINE_DATA_MIRROR"
 MANIFEST = "SHA256SUMS"

@@ -2,7 +2,7 @@
 
 Writes test loss/accuracy and per-class accuracy (a DVC metric), the confusion pairs (a DVC plot
 with the `confusion` template), the test predictions with their confidences, and what the plot and
-report stages draw from the model (pipeline.model_view: they need no TensorFlow); logs the same
+report stages draw from the model (pipeline.model.view: they need no TensorFlow); logs the same
 numbers to the setting's MLflow run.
 """
 
@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import cli, model_view
-from pipeline.datasets import CLASS_NAMES
-from pipeline.feed import array_batches
+from pipeline.common import cli
+from pipeline.common.outputs import atomic_file, write_json, write_text
 from pipeline.job import load_job
-from pipeline.outputs import atomic_file, write_json, write_text
-from pipeline.runtime import load_tensorflow
+from pipeline.model import view as model_view
+from pipeline.model.datasets import CLASS_NAMES
+from pipeline.model.runtime import load_tensorflow
+from pipeline.training.feed import array_batches
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> np.ndarray:
@@ -77,7 +78,7 @@ def test_loss(model, probabilities: np.ndarray, y_test: np.ndarray) -> float:
 
 def view_of(model, x_test: np.ndarray, probabilities: np.ndarray, y_test: np.ndarray) -> model_view.ModelView:
     """What the figures and the report draw from the model, with the auto feature-map pair's maps."""
-    from pipeline.models import conv_activations, summary_rows, weighted_layers
+    from pipeline.model.network import conv_activations, summary_rows, weighted_layers
 
     pair = model_view.pick_feature_map_pair(probabilities, y_test)
     rows, trainable, frozen = summary_rows(model)
@@ -94,12 +95,12 @@ def main(argv=None) -> None:
     parser.add_argument("confusion", type=Path, help="CSV actual,predicted per test image (written)")
     parser.add_argument("predictions", type=Path, help=".npy of test-set class probabilities (written)")
     parser.add_argument("view", type=Path, help=".npz of what the figures and the report draw from the model "
-                        "(written; pipeline.model_view)")
+                        "(written; pipeline.model.view)")
     args = parser.parse_args(argv)
     job = load_job(args.job, seed=0)  # which seed trained the model does not matter here
     names = CLASS_NAMES[job.dataset]
 
-    from pipeline import tracking
+    from pipeline.tracking import store as tracking
 
     tracking.connect(tracking.project_root())
     load_tensorflow()

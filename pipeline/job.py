@@ -20,12 +20,13 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from pipeline import cli
-from pipeline.config import Cifar10ModelConfig, MnistModelConfig, Params, Setting, TrainConfig, load_params, resolve
-from pipeline.errors import PipelineError
-from pipeline.outputs import write_text
-from pipeline.provenance import data_md5
-from pipeline.state_files import read_json
+from pipeline.common import cli
+from pipeline.common.errors import PipelineError
+from pipeline.common.outputs import write_text
+from pipeline.common.state_files import read_json
+from pipeline.params.load import load_params
+from pipeline.params.schema import Cifar10ModelConfig, MnistModelConfig, Params, Setting, TrainConfig, resolve
+from pipeline.tracking.provenance import data_md5
 
 
 @dataclass(frozen=True)

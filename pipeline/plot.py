@@ -19,23 +19,21 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from pipeline import cli, model_view
-from pipeline.config import ImagePair, Params, ParamsError, load_params
-from pipeline.datasets import CLASS_NAMES
+from pipeline.common import cli
+from pipeline.common.outputs import atomic_dir
 from pipeline.evaluate import confusion_matrix
-from pipeline.history import read_history
 from pipeline.job import load_job
-from pipeline.outputs import atomic_dir
-from pipeline.runtime import load_tensorflow
+from pipeline.model import view as model_view
+from pipeline.model.datasets import CLASS_NAMES
+from pipeline.model.runtime import load_tensorflow
+from pipeline.params.file import ParamsError
+from pipeline.params.load import load_params
+from pipeline.params.schema import ImagePair, Params
+from pipeline.reporting.figure_names import FIGURES
+from pipeline.training.history import read_history
 
 # file name (reports/figures/<setting>/<name>.png) -> caption; the report shows them in this order
-FIGURES = {
-    "learning_curves": "Learning curves",
-    "examples": "Correctly and wrongly classified test images",
-    "feature_maps": "Feature maps",
-    "weights": "Weight and bias histograms",
-    "confusion": "Confusion matrix",
-}
+
 
 
 @dataclass(frozen=True)
@@ -184,7 +182,7 @@ def explicit_pair_activations(model_path: Path, images: np.ndarray) -> dict[str,
     load_tensorflow()
     import keras
 
-    from pipeline.models import conv_activations
+    from pipeline.model.network import conv_activations
 
     return conv_activations(keras.models.load_model(model_path), images)
 
@@ -216,7 +214,7 @@ def main(argv=None) -> None:
     pair = feature_map_images(job, view.pair, y_test, args.params)
     images = np.asarray(x_test[list(pair)])
 
-    from pipeline import tracking
+    from pipeline.tracking import store as tracking
 
     tracking.connect(tracking.project_root())
     run_id = tracking.recorded_run(args.run)

@@ -1,6 +1,7 @@
 """preprocess stage: raw archive -> memory-mappable float32 arrays under data/prepared/<dataset>/.
 
-Writes x_{train,val,test}.npy (float32, N x H x W x 1), y_{train,val,test}.npy (integer class
+Writes x_{train,val,test}.npy (float32, N x H x W x 1: gray; CIFAR-10 also under rgb/, N x H x W x 3,
+z-scored per channel), y_{train,val,test}.npy (integer class
 labels, uint8; training one-hot encodes them, as the report does), normalization.json (the
 statistics to apply at inference) and a summary JSON (a DVC metric: shapes, class counts,
 mean/std per split).
@@ -22,13 +23,14 @@ import numpy as np
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from pipeline import cli
-from pipeline.config import Params, PreprocessConfig, load_params
-from pipeline.datasets import CLASS_NAMES, num_classes
+from pipeline.common import cli
+from pipeline.common.errors import PipelineError
+from pipeline.common.outputs import atomic_dir, write_json
+from pipeline.common.state_files import read_json
 from pipeline.download import CIFAR_DIR, CIFAR_TEST_BATCH, CIFAR_TRAIN_BATCHES
-from pipeline.errors import PipelineError
-from pipeline.outputs import atomic_dir, write_json
-from pipeline.state_files import read_json
+from pipeline.model.datasets import CLASS_NAMES, num_classes
+from pipeline.params.load import load_params
+from pipeline.params.schema import Params, PreprocessConfig
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, as in the report (2-5)
 

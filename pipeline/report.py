@@ -3,7 +3,7 @@
 For each dataset and sweep, the homework's table (setting | Train loss | Train acc | Val acc |
 Test acc) as mean ± std over the seeds, the homework's numbers beside ours, and a verdict on
 each difference; comparison figures, the most confused class pairs, each setting's figures and
-architecture, and where every number came from (`pipeline.report_build` builds it).
+architecture, and where every number came from (`pipeline.reporting.build` builds it).
 
 Also writes the per-setting aggregates (a DVC metric) and, in MLflow, nests each setting's seed
 runs under one parent run that carries them; logs the report as a run of the experiment
@@ -27,14 +27,17 @@ import yaml
 from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from pipeline import cli, model_view, state_files, tracking
-from pipeline.config import Params, Setting, Sweep, load_params, setting_values
-from pipeline.errors import PipelineError
-from pipeline.history import read_history
+from pipeline.common import cli, state_files
+from pipeline.common.errors import PipelineError
+from pipeline.common.outputs import atomic_dir, write_json, write_text
 from pipeline.job import TrainJob, load_job, run_params
-from pipeline.outputs import atomic_dir, write_json, write_text
-from pipeline.report_build import build_report
-from pipeline.report_results import Architecture, Result, SeedResult, aggregates, mean_curve
+from pipeline.model import view as model_view
+from pipeline.params.load import load_params
+from pipeline.params.schema import Params, Setting, Sweep, setting_values
+from pipeline.reporting.build import build_report
+from pipeline.reporting.results import Architecture, Result, SeedResult, aggregates, mean_curve
+from pipeline.tracking import store as tracking
+from pipeline.training.history import read_history
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,7 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, what in (("jobs", "job files"), ("metrics", "metrics/train and metrics/eval"),
                        ("history", "per-epoch CSVs"), ("runs", "run-id files"),
-                       ("views", "model views (pipeline.model_view)"), ("predictions", "test predictions"),
+                       ("views", "model views (pipeline.model.view)"), ("predictions", "test predictions"),
                        ("figures", "per-setting figures"),
                        ("homework", "the homework's numbers (YAML)"), ("out", "Markdown report (written)"),
                        ("html", "HTML report (written)"), ("summary", "comparison figures (written)"),

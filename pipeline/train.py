@@ -17,17 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import cli
-from pipeline.checkpoint import Resume, backup_dir, epoch_checkpoint, fingerprint
-from pipeline.datasets import num_classes
-from pipeline.errors import PipelineError
-from pipeline.estimate import EpochTiming, record_timing, this_machine
-from pipeline.history import final_metrics, first_non_finite, history_csv
+from pipeline.common import cli
+from pipeline.common.errors import PipelineError
+from pipeline.common.outputs import atomic_file, write_json, write_text
 from pipeline.job import TrainJob, load_job, run_params
-from pipeline.outputs import atomic_file, write_json, write_text
-from pipeline.provenance import git_commit
-from pipeline.run_artifacts import log_data_inputs, log_model
-from pipeline.runtime import load_tensorflow
+from pipeline.model.datasets import num_classes
+from pipeline.model.runtime import load_tensorflow
+from pipeline.tracking.artifacts import log_data_inputs, log_model
+from pipeline.tracking.provenance import git_commit
+from pipeline.training.checkpoint import Resume, backup_dir, epoch_checkpoint, fingerprint
+from pipeline.training.history import final_metrics, first_non_finite, history_csv
+from pipeline.training.timings import EpochTiming, record_timing, this_machine
 
 
 def training_images(count: int, share: float) -> int:
@@ -46,7 +46,7 @@ def progress_note(name: str, epochs: int):
     """Keras callback: after the first epoch, one line on how long the rest will take."""
     import keras
 
-    from pipeline.estimate import duration
+    from pipeline.training.timings import duration
 
     class ProgressNote(keras.callbacks.Callback):
         noted = False
@@ -83,8 +83,8 @@ class Trained:
 def build_compiled(job: TrainJob):
     """The setting's model, compiled under the runtime options of the train params; with the
     strategy it was built under and the precision it computes in."""
-    from pipeline.models import build_model, compile_model
-    from pipeline.runtime import configure_runtime
+    from pipeline.model.network import build_model, compile_model
+    from pipeline.model.runtime import configure_runtime
 
     strategy, precision = configure_runtime(job.train, job.seed)
     with strategy.scope():
@@ -99,8 +99,8 @@ def fit(job: TrainJob, mlflow, run_id: str, resume: Resume) -> Trained:
     `mlflow` is the module, or anything with its `log_metrics` (the benchmark times it)."""
     import keras
 
-    from pipeline.feed import array_batches
-    from pipeline.runtime import device_line
+    from pipeline.model.runtime import device_line
+    from pipeline.training.feed import array_batches
 
     model, strategy, precision = build_compiled(job)
     print(f"{job.name} seed {job.seed}: {device_line(precision)}", file=sys.stderr, flush=True)
@@ -112,7 +112,7 @@ def fit(job: TrainJob, mlflow, run_id: str, resume: Resume) -> Trained:
     checkpoint = epoch_checkpoint(mlflow, run_id, resume)
     classes = num_classes(job.setting.dataset)
     # Both splits go into memory (they fit, for these datasets): batches read from the memory-mapped
-    # files measured no faster on this CPU (python -m bench).
+    # files measured no faster on a 2-core CPU.
     batch = job.train.batch_size
     model.fit(
         array_batches(x_train, y_train, batch_size=batch, classes=classes, shuffle_seed=job.seed),
@@ -132,7 +132,7 @@ def open_run(mlflow, job: TrainJob, resume: Resume, root: Path) -> str:
     even before the first epoch ends is resumed in the same run; runs of this (setting, seed) that a
     killed process left RUNNING are closed. The report later nests the run under one parent run
     per setting (tag mlflow.parentRunId)."""
-    from pipeline import tracking
+    from pipeline.tracking import store as tracking
 
     if resume.run_id:
         print(f"{job.name} seed {job.seed}: resuming MLflow run {resume.run_id} after epoch {len(resume.rows)}",
@@ -150,7 +150,7 @@ def open_run(mlflow, job: TrainJob, resume: Resume, root: Path) -> str:
 
 def start_run(mlflow, job: TrainJob, root: Path):
     """A new run of this job, with its params and provenance tags."""
-    from pipeline import tracking
+    from pipeline.tracking import store as tracking
 
     tags = {
         "setting": job.name,
@@ -184,7 +184,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     job = load_job(args.job, args.seed)
 
-    from pipeline import tracking
+    from pipeline.tracking import store as tracking
 
     root = tracking.project_root()
     uri = tracking.connect(root)
@@ -192,7 +192,7 @@ def main(argv=None) -> None:
     import mlflow
     import mlflow.tensorflow  # noqa: F401  (the flavor used by log_model)
 
-    from pipeline.models import optimizer_name
+    from pipeline.model.network import optimizer_name
 
     resume = Resume.load(backup_dir(root, job.name, job.seed), fingerprint(run_params(job), job.data_md5, uri))
     with tracking.server_outage_stops(uri):
@@ -208,7 +208,7 @@ def main(argv=None) -> None:
         if nan_epoch is not None:
             raise PipelineError(f"setting {job.name} seed {job.seed}: loss became NaN/Inf in epoch {nan_epoch}; "
                                 "training stopped (try a lower train.learning_rate)")
-        log_data_inputs(mlflow, job, arrays)
+        log_data_inputs(mlflow, job.dataset, job.data, arrays)
         log_model(mlflow, model, arrays[0], run_id, mlflow.active_run().info.experiment_id)
         metrics = {**final_metrics(rows), "precision": trained.precision}
         with atomic_file(args.model) as tmp:

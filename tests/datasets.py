@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.datasets import CLASS_NAMES
 from pipeline.download import CIFAR_DIR, CIFAR_META, CIFAR_TEST_BATCH, CIFAR_TRAIN_BATCHES
+from pipeline.model.datasets import CLASS_NAMES
 
 
 def _patterned_images(labels: np.ndarray, size: int, channels: int, rng) -> np.ndarray:

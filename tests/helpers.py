@@ -3,6 +3,7 @@ on free ports, and reading its MLflow store."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import gc
@@ -94,7 +95,7 @@ def train_command(out: Path, seed: int = 0) -> list[str]:
 def run_stage(main, argv=()) -> tuple[int, str]:
     """(exit status, stderr) of a stage's `main` (or any reader) run through cli.run, as its
     process would, in this one."""
-    from pipeline import cli
+    from pipeline.common import cli
 
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
@@ -184,7 +185,7 @@ def keep_settings(params: dict, keep) -> dict:
 
 
 def estimated(output: str) -> list[str]:
-    """The settings `python -m pipeline.estimate` named in `output`, one line each under its headline."""
+    """The settings `python -m pipeline.training.estimate` named in `output`, one line each under its headline."""
     return re.findall(r"^  (\S+): .*\(.*from (?:its last training here|a probe)\)$", output, re.MULTILINE)
 
 
@@ -243,3 +244,19 @@ def reap(process) -> None:
     if process.poll() is None:
         process.kill()
         process.communicate()
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Project modules (as 'pipeline/x.py' or 'pipeline/pkg/x.py') that the module at `path` imports
+    anywhere in it. A package's __init__.py holds only its docstring (a test below holds that), so
+    importing through a package runs no code of it."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "pipeline":
+            base = node.module.replace(".", "/")
+            found.add(f"{base}.py")
+            found.update(f"{base}/{alias.name}.py" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name.replace(".", "/") + ".py" for alias in node.names
+                         if alias.name.startswith("pipeline."))
+    return {module for module in found if (REPO / module).is_file()}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.checkpoint import Resume, epoch_checkpoint
+from pipeline.training.checkpoint import Resume, epoch_checkpoint
 
 pytestmark = pytest.mark.e2e  # trains a (one-layer) model
 

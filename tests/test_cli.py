@@ -1,6 +1,6 @@
 import gc
 
-from pipeline import cli
+from pipeline.common import cli
 
 
 def test_a_finished_stage_leaves_its_objects_out_of_the_exit_collections():

@@ -1,4 +1,4 @@
-"""A sweep spread over Dask workers (pipeline/cluster.py): the rules it decides by, and one
+"""A sweep spread over Dask workers (pipeline/scaleout/cluster.py): the rules it decides by, and one
 cluster on loopback, two worker 'machines' in their own directories, a DVC remote and an
 MLflow server, with one machine lost mid-training."""
 
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cluster import Task, stage_error
-from pipeline.cluster_setup import dirty_files, task_resources
-from pipeline.errors import PipelineError
+from pipeline.common.errors import PipelineError
+from pipeline.scaleout.cluster import Task, stage_error
+from pipeline.scaleout.cluster_setup import dirty_files, task_resources
 from tests.helpers import (
     VENV_BIN,
     copy_project,
@@ -125,7 +125,7 @@ def test_a_sweep_over_two_dask_workers_survives_a_lost_machine(mirror, tmp_path)
     with http_service(mlflow_server(port, tmp_path), port, "mlflow server") as url, \
             dask_cluster(tmp_path, workers=2) as (scheduler, machines, workers):
         env = project_env(MLFLOW_TRACKING_URI=url, PIPELINE_DATA_MIRROR=str(mirror))
-        command = [sys.executable, "-m", "pipeline.cluster", "--scheduler", scheduler, "--resources", "slot=1"]
+        command = [sys.executable, "-m", "pipeline.scaleout.cluster", "--scheduler", scheduler, "--resources", "slot=1"]
         driver = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             lost = lose_the_machine_that_trains(machines, workers, driver)

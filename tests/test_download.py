@@ -12,8 +12,8 @@ import threading
 import pytest
 
 from pipeline import download as dl
+from pipeline.common.errors import redact
 from pipeline.download import DownloadError, download
-from pipeline.errors import redact
 from tests.datasets import sha256
 from tests.helpers import REPO, free_port, project_env
 

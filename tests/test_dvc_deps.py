@@ -4,7 +4,6 @@ to date. Imports are read from the source (ast), lazy ones inside functions incl
 
 from __future__ import annotations
 
-import ast
 from functools import cache
 from pathlib import Path
 
@@ -12,37 +11,25 @@ import pytest
 from dvc.dependency.param import ParamsDependency
 from dvc.repo import Repo
 
-from tests.helpers import REPO
+from tests.helpers import REPO, imported_modules
 
 # Modules a stage may import without declaring them, and why none of them changes its outputs.
 # The search does not follow their own imports: those serve the module's job, not the stage's.
 NOT_DEPENDENCIES = {
-    "pipeline/cli.py": "runs a stage's main: how errors and signals reach the user",
-    "pipeline/errors.py": "the error type, and redacting URIs in messages",
-    "pipeline/outputs.py": "writes files atomically; the bytes written are the caller's",
-    "pipeline/config.py": "validates params.yaml; the values a stage reads are declared as its params "
-                          "(the report, whose tables follow config's sweep and smoke-run rules, declares it)",
-    "pipeline/tracking.py": "where MLflow runs are logged and how they end, not what a stage computes",
-    "pipeline/provenance.py": "the data digest and git commit, as tags of MLflow runs only",
-    "pipeline/estimate.py": "records and foretells how long an epoch takes; no output depends on it",
-    "pipeline/state_files.py": "reads the files stages leave, or stops in one line; what it accepts passes as written",
-    "pipeline/run_artifacts.py": "what a training run logs to MLflow besides metrics (its data, its model)",
+    "pipeline/common/cli.py": "runs a stage's main: how errors and signals reach the user",
+    "pipeline/common/errors.py": "the error type, and redacting URIs in messages",
+    "pipeline/common/outputs.py": "writes files atomically; the bytes written are the caller's",
+    "pipeline/common/state_files.py": "reads the files stages leave, or stops in one line; what it accepts "
+                                      "passes as written",
+    "pipeline/params/load.py": "reads and checks params.yaml; the values a stage reads are declared as its params",
+    "pipeline/params/file.py": "reads params.yaml strictly; its one-line messages",
+    "pipeline/params/schema.py": "params.yaml's types; the values a stage reads are declared as its params (the "
+                                 "report, whose tables follow its sweep and smoke-run rules, declares it)",
+    "pipeline/tracking/store.py": "where MLflow runs are logged and how they end, not what a stage computes",
+    "pipeline/tracking/provenance.py": "the data digest and git commit, as tags of MLflow runs only",
+    "pipeline/tracking/artifacts.py": "what a training run logs to MLflow besides metrics (its data, its model)",
+    "pipeline/training/timings.py": "records how long an epoch took, for the estimate; no output depends on it",
 }
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Project modules (as 'pipeline/x.py') that the module at `path` imports anywhere in it."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "pipeline":
-            if node.module == "pipeline":
-                found.update(f"pipeline/{alias.name}.py" for alias in node.names)
-            else:
-                found.add(node.module.replace(".", "/") + ".py")
-        elif isinstance(node, ast.Import):
-            found.update(alias.name.replace(".", "/") + ".py" for alias in node.names
-                         if alias.name.startswith("pipeline."))
-    return {module for module in found if (REPO / module).exists()}
 
 
 def required_deps(module: str) -> set[str]:
@@ -90,7 +77,8 @@ def test_a_removed_dependency_is_caught():
     """plot imports evaluate (for the confusion matrix) and, through models, architecture."""
     declared = _stages()["plot@mnist-k3-s1"]
     assert missing_deps("pipeline/plot.py", declared - {"pipeline/evaluate.py"}) == ["pipeline/evaluate.py"]
-    assert missing_deps("pipeline/plot.py", declared - {"pipeline/architecture.py"}) == ["pipeline/architecture.py"]
+    architecture = "pipeline/model/architecture.py"
+    assert missing_deps("pipeline/plot.py", declared - {architecture}) == [architecture]
 
 
 def test_every_exempt_module_exists():

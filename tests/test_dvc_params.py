@@ -15,7 +15,7 @@ import pytest
 from dvc.dependency.param import ParamsDependency
 from dvc.repo import Repo
 
-from pipeline.config import parse_params
+from pipeline.params.load import parse_params
 from tests.helpers import REPO, shipped_params
 
 

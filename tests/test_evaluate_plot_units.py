@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.config import ParamsError
 from pipeline.evaluate import confused_pairs, confusion_matrix, evaluation, per_class_accuracy
-from pipeline.model_view import ModelView, pick_feature_map_pair, read, write
+from pipeline.model.view import ModelView, pick_feature_map_pair, read, write
+from pipeline.params.file import ParamsError
 from pipeline.plot import PlotJob, feature_map_images, pick_examples
 from pipeline.report import embed_images
-from pipeline.report_tables import sweep_label
+from pipeline.reporting.tables import sweep_label
 
 NAMES = ["a", "b", "c"]
 

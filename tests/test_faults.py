@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.outputs import atomic_dir, atomic_file, write_json
+from pipeline.common.errors import PipelineError
+from pipeline.common.outputs import atomic_dir, atomic_file, write_json
 from tests.helpers import free_port, job_file, project_env, train_command
 
 

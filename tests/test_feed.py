@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.feed import array_batches
+from pipeline.training.feed import array_batches
 
 CLASSES = 4
 
@@ -47,6 +47,6 @@ def test_unshuffled_batches_keep_the_order_and_images_alone_come_without_labels(
 
 
 def test_tf_data_autotuning_is_off():
-    # its thread makes every iterator's deletion wait (pipeline.feed): once per epoch and predict
+    # its thread makes every iterator's deletion wait (pipeline.training.feed): once per epoch and predict
     x, y = _images(5)
     assert array_batches(x, y, batch_size=2, classes=CLASSES).options().autotune.enabled is False

@@ -106,12 +106,13 @@ def test_every_make_repro_names_what_it_will_train_and_asks_before_the_full_size
 
 def slow_timings(repo: Path) -> None:
     """Epoch timings, as the train stage records them, that put each setting at 50 x 100 s."""
-    from pipeline.config import load_params
-    from pipeline.estimate import EpochTiming, record_timing, split_sizes, this_machine
+    from pipeline.params.load import load_params
     from pipeline.train import training_images
+    from pipeline.training.estimate import split_sizes
+    from pipeline.training.timings import EpochTiming, record_timing, this_machine
 
     params = load_params(repo / "params.yaml")
-    train_total, val_images = split_sizes(repo, "mnist")
+    train_total, val_images = split_sizes(repo, "mnist", params.preprocess.val_fraction)
     for name in SETTINGS:
         record_timing(repo, name, EpochTiming(this_machine(), params.train.batch_size,
                                               training_images(train_total, 1.0), val_images, 100.0,

@@ -6,7 +6,7 @@ names the file, a non-zero exit and no traceback.
 Each example mutates a valid file: keys deleted, renamed, given odd values (negative, 0, huge,
 1e-3, .inf, NaN, long strings, lists, maps, null), settings moved between sweeps and datasets; or
 cuts the file short, empties it, or puts bytes in it that are not text. Readers are called through
-pipeline.cli.run, as a stage's main is, in this process (no TensorFlow).
+pipeline.common.cli.run, as a stage's main is, in this process (no TensorFlow).
 
     python -m pytest tests/test_fuzz_inputs.py -q                           # ci profile: fixed examples, ~1 min
     HYPOTHESIS_PROFILE=long nice -n 5 python -m pytest tests/test_fuzz_inputs.py -q   # many more, at random
@@ -28,15 +28,16 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pipeline import params
-from pipeline.checkpoint import Resume
-from pipeline.config import SIZES, load_params, parse_params, resolve
-from pipeline.estimate import EpochTiming, load_timings, record_timing, timings_file
-from pipeline.history import history_row
+from pipeline.common.outputs import write_json
 from pipeline.job import TrainJob, job_text, load_job, stage_params
-from pipeline.outputs import write_json
+from pipeline.params import __main__ as params
+from pipeline.params.load import load_params, parse_params
+from pipeline.params.schema import SIZES, resolve
 from pipeline.preprocess import read_normalization, zscore_stats
-from pipeline.tracking import run_id_of
+from pipeline.tracking.store import run_id_of
+from pipeline.training.checkpoint import Resume
+from pipeline.training.history import history_row
+from pipeline.training.timings import EpochTiming, load_timings, record_timing, timings_file
 from tests.helpers import assert_one_line_naming, run_stage, tiny_params
 
 # tmp_path_factory is session-wide: every example of a test rewrites the same files

@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.architecture import feature_map_sizes, layer_plan
-from pipeline.config import Cifar10ModelConfig, MnistModelConfig, Setting
-from pipeline.errors import PipelineError
-from pipeline.models import build_model, conv_layer_names
-from pipeline.params_checks import architecture_problem
+from pipeline.common.errors import PipelineError
+from pipeline.model.architecture import feature_map_sizes, layer_plan
+from pipeline.model.network import build_model, conv_layer_names
+from pipeline.params.checks import architecture_problem
+from pipeline.params.schema import Cifar10ModelConfig, MnistModelConfig, Setting
 
 MNIST = MnistModelConfig(dense_units=256)
 CIFAR = Cifar10ModelConfig(dropout=(0.2, 0.3, 0.4))
@@ -88,8 +88,8 @@ def test_the_evaluate_stage_view_holds_each_conv_layer_map_of_the_auto_pair():
 
 
 def test_a_bf16_models_view_reads_back_as_float_feature_maps_without_tensorflow(tmp_path):
-    from pipeline import model_view
     from pipeline.evaluate import view_of
+    from pipeline.model import view as model_view
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
@@ -105,7 +105,7 @@ def test_a_bf16_models_view_reads_back_as_float_feature_maps_without_tensorflow(
 
 
 def test_feature_maps_of_picked_images_come_from_the_saved_model(tmp_path):
-    from pipeline.models import conv_activations
+    from pipeline.model.network import conv_activations
     from pipeline.plot import explicit_pair_activations
 
     model = build_model("m", _setting("mnist"), MNIST)
@@ -120,7 +120,7 @@ def test_feature_maps_of_picked_images_come_from_the_saved_model(tmp_path):
 @pytest.mark.parametrize("l2", [0.0, 0.001])
 def test_test_loss_from_predictions_is_what_keras_evaluate_reports(l2):
     from pipeline.evaluate import test_loss
-    from pipeline.models import compile_model
+    from pipeline.model.network import compile_model
 
     model = compile_model(build_model("m", _setting("mnist", l2=l2), MnistModelConfig(dense_units=16)), 1e-3)
     x = np.random.default_rng(0).normal(size=(64, 28, 28, 1)).astype("float32")

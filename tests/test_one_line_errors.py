@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import cluster_setup, job, params, preprocess, report, sweep
-from pipeline.checkpoint import Resume
-from pipeline.estimate import EpochTiming, load_timings, record_timing, timings_file
+from pipeline import job, preprocess, report
 from pipeline.job import load_job
+from pipeline.params import __main__ as params
 from pipeline.preprocess import read_normalization
-from pipeline.tracking import run_id_of
+from pipeline.scaleout import cluster_setup, sweep
+from pipeline.tracking.store import run_id_of
+from pipeline.training.checkpoint import Resume
+from pipeline.training.timings import EpochTiming, load_timings, record_timing, timings_file
 from tests.helpers import REPO, assert_one_line_naming, run_stage, tiny_params
 
 
@@ -116,8 +118,9 @@ def test_corrupt_epoch_times_are_one_line_for_the_estimate_and_replaced_by_a_tra
 
 def test_dvc_not_on_path_is_one_line_for_the_estimate(tmp_path, params_file):
     """Outside the activated environment: python from it, but its bin/ (dvc) not on PATH."""
-    result = subprocess.run([sys.executable, "-m", "pipeline.estimate", "--params", str(params_file)], cwd=tmp_path,
-                            env={"PATH": str(tmp_path), "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "pipeline.training.estimate", "--params", str(params_file)],
+                            cwd=tmp_path, env={"PATH": str(tmp_path), "PYTHONPATH": str(REPO)}, capture_output=True,
+                            text=True)
     assert result.returncode == 1
     assert result.stderr == ("error: dvc: no such program on PATH; activate the project's environment "
                              "(. .venv/bin/activate) or install it\n")

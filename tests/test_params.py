@@ -9,7 +9,8 @@ import sys
 import pytest
 import yaml
 
-from pipeline.config import ParamsError, load_params, parse_params
+from pipeline.params.file import ParamsError
+from pipeline.params.load import load_params, parse_params
 from tests.helpers import REPO, project_env, shipped_params, shipped_params_text
 
 SHIPPED = shipped_params()

@@ -5,15 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.config import PreprocessConfig
-from pipeline.preprocess import (
-    load_cifar10,
-    load_mnist,
-    prepare,
-    standardize_per_image,
-    stratified_split,
-    to_gray,
-)
+from pipeline.params.schema import PreprocessConfig
+from pipeline.preprocess import load_cifar10, load_mnist, prepare, standardize_per_image, stratified_split, to_gray
 from tests.datasets import write_cifar10, write_mnist
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.config import Setting, Sweep
-from pipeline.report_build import build_report
-from pipeline.report_results import Architecture, Result, SeedResult, aggregates
-from pipeline.report_tables import sweep_table
-from pipeline.stats import mcnemar, welch
+from pipeline.params.schema import Setting, Sweep
+from pipeline.reporting.build import build_report
+from pipeline.reporting.results import Architecture, Result, SeedResult, aggregates
+from pipeline.reporting.stats import mcnemar, welch
+from pipeline.reporting.tables import sweep_table
 
 HOMEWORK = {"source": "the homework", "results": {"mnist": {"kernel": {"k3": [0.0123, 0.999, 0.9895, 0.9858]}}}}
 ARCHITECTURE = Architecture([("conv2d_1", "Conv2D", (None, 28, 28, 32), 320)], trainable=320, frozen=0)

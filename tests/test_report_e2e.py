@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from pipeline.plot import FIGURES
-from pipeline.stats import mcnemar
+from pipeline.reporting.figure_names import FIGURES
+from pipeline.reporting.stats import mcnemar
 from tests.helpers import dvc, mlflow_client, runs_by_setting, seed_path, tiny_params
 
 pytestmark = pytest.mark.e2e

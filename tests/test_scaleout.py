@@ -38,7 +38,7 @@ def test_make_sweep_trains_each_run_once_with_two_workers_and_gathers_them(mirro
     params = keep_settings(tiny_params(), QUEUED)
     repo = copy_project(tmp_path / "project", params)
     env = project_env(PIPELINE_DATA_MIRROR=str(mirror))
-    result = run([sys.executable, "-m", "pipeline.sweep", "--jobs", "2"], repo, env=env)
+    result = run([sys.executable, "-m", "pipeline.scaleout.sweep", "--jobs", "2"], repo, env=env)
     assert "dvc repro will train 2 settings x 2 epochs" in result.stderr and "sweep: 2/2 done" in result.stderr
     assert "Running stage 'train@" not in result.stdout  # the gathering dvc repro trained nothing
 

@@ -7,10 +7,12 @@ import dataclasses
 import pytest
 import yaml
 
-from pipeline.config import SIZES, load_params, parse_params
-from pipeline.estimate import EpochTiming, duration, scaled_epoch_seconds, summary
-from pipeline.params import set_size
-from pipeline.params_file import with_values
+from pipeline.params.file import with_values
+from pipeline.params.load import load_params, parse_params
+from pipeline.params.schema import SIZES
+from pipeline.params.size import set_size
+from pipeline.training.estimate import scaled_epoch_seconds, summary
+from pipeline.training.timings import EpochTiming, duration
 from tests.helpers import shipped_params, shipped_params_text
 
 
@@ -82,7 +84,8 @@ def test_the_summary_names_the_epochs_and_share_settings_set_themselves(tmp_path
 
 
 def test_the_estimate_uses_a_settings_own_values_and_a_timing_only_where_it_applies(tmp_path):
-    from pipeline.estimate import estimate, record_timing, this_machine
+    from pipeline.training.estimate import estimate
+    from pipeline.training.timings import record_timing, this_machine
 
     values = shipped_params()
     values["settings"]["mnist-k5-s1"].update(epochs=4, batch_size=64)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.stats import aggregate, mcnemar, welch
+from pipeline.reporting.stats import aggregate, mcnemar, welch
 
 
 def test_aggregate_matches_numpy_and_the_t_interval():

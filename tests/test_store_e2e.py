@@ -29,7 +29,7 @@ def test_a_reset_store_stops_make_repro_and_any_stage_with_one_line_naming_the_r
     way_out = "point MLFLOW_TRACKING_URI at the store that has it, or train again: dvc repro --force --downstream"
 
     # make repro's check, before any stage runs (a teammate's checkout whose runs are on a server they lack)
-    estimate = run([sys.executable, "-m", "pipeline.estimate"], copy, env=env, check=False)
+    estimate = run([sys.executable, "-m", "pipeline.training.estimate"], copy, env=env, check=False)
     assert estimate.returncode == 1 and "Traceback" not in estimate.stderr
     [line] = estimate.stderr.splitlines()[-1:]
     store = f"sqlite:///{copy / 'mlruns' / 'mlflow.db'}"
@@ -55,7 +55,7 @@ def test_a_moved_project_keeps_its_artifacts_in_the_ui_and_its_models_loadable(p
 
     run_id = json.loads((moved / seed_path("runs", "mnist-k3-s1")).read_text())["run_id"]
     port = free_port()
-    with http_service([sys.executable, "-m", "pipeline.ui", "--port", str(port)], port, "make ui", cwd=moved,
+    with http_service([sys.executable, "-m", "pipeline.tracking.ui", "--port", str(port)], port, "make ui", cwd=moved,
                       env=env) as url:
         listing = json.load(urllib.request.urlopen(
             f"{url}/ajax-api/2.0/mlflow/artifacts/list?run_uuid={run_id}&path=figures", timeout=30))

@@ -8,7 +8,8 @@ import sys
 
 import numpy as np
 
-from pipeline.config import REPORT_EPOCHS, parse_params
+from pipeline.params.load import parse_params
+from pipeline.params.schema import REPORT_EPOCHS
 from pipeline.train import training_subset
 from tests.helpers import REPO, shipped_params
 
@@ -31,7 +32,7 @@ def test_smoke_run_means_fewer_epochs_or_images_than_the_report():
 
 
 def test_auto_precision_is_bfloat16_only_where_the_chip_has_bf16_instructions():
-    from pipeline.runtime import resolved_precision
+    from pipeline.model.runtime import resolved_precision
 
     sapphire_rapids = {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
     zen5 = {"avx512f", "avx512_bf16", "avx512_vp2intersect"}  # bf16 instructions, no AMX
@@ -46,10 +47,10 @@ def test_auto_precision_is_bfloat16_only_where_the_chip_has_bf16_instructions():
 
 
 def test_tensorflow_is_imported_without_keras_extras_that_stay_importable_after():
-    from pipeline.runtime import KERAS_EXTRAS_UNUSED
+    from pipeline.model.runtime import KERAS_EXTRAS_UNUSED
 
     check = ("import importlib, sys\n"
-             "from pipeline.runtime import KERAS_EXTRAS_UNUSED, load_tensorflow\n"
+             "from pipeline.model.runtime import KERAS_EXTRAS_UNUSED, load_tensorflow\n"
              "load_tensorflow()\n"
              "imported = set(KERAS_EXTRAS_UNUSED) & set(sys.modules)\n"
              "assert 'keras' in sys.modules and not imported, imported\n"

@@ -1,4 +1,4 @@
-"""`make ui` (python -m pipeline.ui) looked at in headless Chromium, as a user would.
+"""`make ui` (python -m pipeline.tracking.ui) looked at in headless Chromium, as a user would.
 
 Needs Debian's chromium and chromium-driver (.ci/run installs them). Screenshots go to
 test-artifacts/ui/ (not committed).
@@ -29,7 +29,7 @@ def ui(pipeline_run):
         pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
     repo, _, _ = pipeline_run
     port = free_port()
-    with http_service([sys.executable, "-m", "pipeline.ui", "--port", str(port)], port, "the UI",
+    with http_service([sys.executable, "-m", "pipeline.tracking.ui", "--port", str(port)], port, "the UI",
                       cwd=repo, timeout=PATIENCE) as url:
         yield repo, url
 
@@ -85,7 +85,7 @@ def test_the_printed_link_opens_the_runs_with_the_columns_that_matter(ui, browse
     overview, where a fresh browser profile lands), with params and metrics as columns."""
     from selenium.webdriver.common.by import By
 
-    from pipeline.ui import runs_page
+    from pipeline.tracking.ui import runs_page
 
     repo, url = ui
     browser.get(runs_page(url, _experiment_ids(repo)["mnist-cnn"]))

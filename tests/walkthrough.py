@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 from markdown_it import MarkdownIt
 
-from pipeline.config import SIZES
+from pipeline.params.schema import SIZES
 from tests.datasets import write_mirror
 from tests.helpers import REPO, VENV_BIN, estimated, project_env, run, tiny_params, wait_for_queue
 
