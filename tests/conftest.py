@@ -19,7 +19,7 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Property-based tests (tests/test_fuzz_inputs.py). ci, the default: the same examples on every run
-# (derandomize), about a minute for all of them on a 2-core CPU, and no example database left in
+# (derandomize), about 20 s for all of them on a 2-core CPU, and no example database left in
 # the checkout. long (HYPOTHESIS_PROFILE=long): many more, new ones each run; a failure it finds is
 # printed with the @reproduce_failure line that replays it.
 settings.register_profile("ci", max_examples=200, derandomize=True, deadline=None, database=None)
