@@ -133,3 +133,29 @@ def test_a_figure_artifact_renders(ui, browser):
                                            if d.execute_script("return arguments[0].naturalWidth", i) > 0), None),
                   "the learning-curves PNG", "artifact")
     assert browser.execute_script("return arguments[0].naturalHeight", image) > 100
+
+
+def test_make_ui_prints_its_links_once_the_server_answers_and_stops_quietly(pipeline_run):
+    """The first click on a printed link must land; a SIGTERM (or Ctrl-C) is how a user stops
+    a server, not a failure."""
+    import signal
+    import subprocess
+    import urllib.request
+
+    from tests.helpers import project_env
+
+    repo, _, _ = pipeline_run
+    port = free_port()
+    ui = subprocess.Popen([sys.executable, "-m", "pipeline.tracking.ui", "--port", str(port)], cwd=repo,
+                          env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in ui.stderr:  # the server's own log lines come first
+            if line.startswith("mnist-cnn: http://"):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).close()
+                break
+        else:
+            raise AssertionError("no link printed")
+    finally:
+        ui.send_signal(signal.SIGTERM)
+        rest = ui.communicate(timeout=60)[1]
+    assert ui.returncode == 0 and "error" not in rest, rest

@@ -10,8 +10,11 @@ import json
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 
 from pipeline.common import cli
+from pipeline.common.errors import PipelineError
 from pipeline.tracking.store import EXPERIMENTS, connect, project_root, tracking_uri
 
 # The runs table `make ui` links to: MLflow restores a view saved as an experiment tag
@@ -30,21 +33,46 @@ def runs_page(base_url: str, experiment_id: str) -> str:
 
 
 def ui(root, port: int) -> int:
-    """`mlflow ui` on the project's store, after printing where to look."""
+    """`mlflow ui` on the project's store; where to look, printed once it answers. Ctrl-C or a
+    SIGTERM stops it quietly: a server has no outputs to leave half-written."""
     import mlflow
 
     connect(root)
     client = mlflow.MlflowClient()
     base = f"http://127.0.0.1:{port}"
+    links = []
     for name in EXPERIMENTS.values():
         experiment = client.get_experiment_by_name(name)
         client.set_experiment_tag(experiment.experiment_id, f"mlflow.sharedViewState.{RUNS_VIEW_KEY}",
                                   json.dumps(RUNS_VIEW))
-        print(f"{name}: {runs_page(base, experiment.experiment_id)}", file=sys.stderr)
+        links.append(f"{name}: {runs_page(base, experiment.experiment_id)}")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(root),
                "--host", "127.0.0.1", "--port", str(port)]
     # the server's job runner serves GenAI features only: fewer processes, no log noise
-    return subprocess.call(command, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    server = subprocess.Popen(command, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    try:
+        if not answers(f"{base}/health", server):
+            raise PipelineError(f"mlflow ui stopped before it answered on {base} (exit {server.returncode}): "
+                                f"if port {port} is taken, use another: python -m pipeline.tracking.ui --port N")
+        print("\n".join(links), file=sys.stderr, flush=True)
+        return server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        server.wait()
+        return 0
+
+
+def answers(url: str, server: subprocess.Popen, timeout: float = 300) -> bool:
+    """Wait until `url` answers (the UI takes half a minute to start on a 2-core CPU), or the
+    server has exited."""
+    deadline = time.monotonic() + timeout
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return True
+        except OSError:
+            time.sleep(0.5)
+    return False
 
 
 def main(argv=None) -> None:
