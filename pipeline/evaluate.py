@@ -121,9 +121,9 @@ def main(argv=None) -> None:
                 np.save(handle, probabilities.astype(np.float32))
         write_text(args.confusion, confusion_csv(y_test, probabilities.argmax(axis=1), names))
         write_json(args.metrics, results)
-        mlflow.log_metrics({"test_loss": results["test_loss"], "test_accuracy": results["test_accuracy"],
-                            **{f"test_accuracy_{n}": v for n, v in results["per_class_accuracy"].items()}},
-                           run_id=run_id)
+        logged = {"test_loss": results["test_loss"], "test_accuracy": results["test_accuracy"],
+                  **{f"test_accuracy_{n}": v for n, v in results["per_class_accuracy"].items()}}
+        mlflow.log_metrics(tracking.rounded(logged), run_id=run_id)
         mlflow.log_dict(results, "evaluation/test_metrics.json", run_id=run_id)
         mlflow.log_artifact(str(args.confusion), "evaluation", run_id=run_id)
     print(f"{args.model}: test_accuracy {results['test_accuracy']:.4f}, test_loss {results['test_loss']:.4f}",

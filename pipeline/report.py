@@ -162,7 +162,11 @@ def group_seeds(client, result: Result, job: TrainJob, metrics: dict[str, float]
                   for column in ("loss", "accuracy", "val_loss", "val_accuracy")
                   for epoch, value in zip(*mean_curve(result, column)[:2])]
         params = {**{k: v for k, v in run_params(job).items() if k != "seed"}, "seeds": seeds}
-        client.log_batch(parent.info.run_id, metrics=curves + [Metric(k, v, now, 0) for k, v in metrics.items()],
+        # the means also under the seed runs' own names: the runs table's val_accuracy and
+        # test_accuracy columns then show the setting's row too
+        means = {name.removesuffix("_mean"): value for name, value in metrics.items() if name.endswith("_mean")}
+        logged = tracking.rounded({**metrics, **means})
+        client.log_batch(parent.info.run_id, metrics=curves + [Metric(k, v, now, 0) for k, v in logged.items()],
                          params=[Param(k, str(v)) for k, v in params.items()])
         client.set_terminated(parent.info.run_id, "FINISHED")
     for run in result.runs:

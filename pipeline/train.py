@@ -26,7 +26,7 @@ from pipeline.model.runtime import load_tensorflow
 from pipeline.tracking.artifacts import log_data_inputs, log_model
 from pipeline.tracking.provenance import git_commit
 from pipeline.training.checkpoint import Resume, backup_dir, epoch_checkpoint, fingerprint
-from pipeline.training.history import final_metrics, first_non_finite, history_csv
+from pipeline.training.history import final_metrics, first_non_finite, history_csv, seconds_per_epoch
 from pipeline.training.timings import EpochTiming, record_timing, this_machine
 
 
@@ -222,7 +222,7 @@ def main(argv=None) -> None:
                                               statistics.median(epoch_seconds[1:] or epoch_seconds),
                                               job.train.precision))
     print(f"{job.name} seed {job.seed}: val_accuracy {metrics['val_accuracy']:.4f} after {metrics['epochs']} epochs "
-          f"({metrics['seconds_per_epoch']:.1f} s/epoch); MLflow run {run_id}", file=sys.stderr)
+          f"({seconds_per_epoch(rows):.1f} s/epoch); MLflow run {run_id}", file=sys.stderr)
 
 
 if __name__ == "__main__":

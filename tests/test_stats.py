@@ -59,3 +59,18 @@ def test_welch_on_separated_and_on_overlapping_seeds():
 
 def test_identical_reruns_give_no_evidence_unless_they_differ():
     assert welch([0.5, 0.5], [0.5, 0.5]).verdict == "within noise"
+
+
+def test_one_seed_has_a_mean_and_no_spread_to_diff_or_show():
+    from pipeline.reporting.stats import aggregate
+
+    assert aggregate([0.91]).as_metrics("test_accuracy") == {"test_accuracy_mean": 0.91, "test_accuracy_n": 1.0}
+    assert set(aggregate([0.91, 0.93]).as_metrics("acc")) == {"acc_mean", "acc_n", "acc_std", "acc_ci95_low",
+                                                              "acc_ci95_high"}
+
+
+def test_metrics_reach_mlflow_with_four_significant_digits():
+    from pipeline.tracking.store import rounded
+
+    assert rounded({"val_accuracy": 0.9856666922569275, "loss": 8.692314281688596e-07}) == {
+        "val_accuracy": 0.9857, "loss": 8.692e-07}

@@ -30,8 +30,10 @@ class Aggregate:
     ci_high: float
 
     def as_metrics(self, name: str) -> dict[str, float]:
-        return {f"{name}_mean": self.mean, f"{name}_std": self.std, f"{name}_n": float(self.n),
-                f"{name}_ci95_low": self.ci_low, f"{name}_ci95_high": self.ci_high}
+        """Mean and count; spread and interval only where there is one (two seeds or more): a
+        single seed's "std 0" would read as a measurement in `dvc metrics diff` and the UI."""
+        spread = {f"{name}_std": self.std, f"{name}_ci95_low": self.ci_low, f"{name}_ci95_high": self.ci_high}
+        return {f"{name}_mean": self.mean, f"{name}_n": float(self.n), **(spread if self.n > 1 else {})}
 
 
 def aggregate(values) -> Aggregate:

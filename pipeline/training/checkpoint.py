@@ -23,7 +23,7 @@ from pipeline.common import cli
 from pipeline.common.errors import PipelineError
 from pipeline.common.outputs import write_json
 from pipeline.common.state_files import read_json
-from pipeline.tracking.store import TrackingUnavailable
+from pipeline.tracking.store import TrackingUnavailable, rounded
 from pipeline.training.history import HISTORY_FIELDS, history_row
 
 
@@ -104,7 +104,7 @@ class Resume:
 
 def epoch_metrics(row: dict) -> dict[str, float]:
     """What an epoch logs to MLflow, from its history row: what a resumed run can log again."""
-    return {**{k: row[k] for k in HISTORY_FIELDS[1:5]}, "epoch_seconds": row["seconds"]}
+    return rounded({**{k: row[k] for k in HISTORY_FIELDS[1:5]}, "epoch_seconds": row["seconds"]})
 
 
 def log_missing_epochs(mlflow, run_id: str, rows, logged_steps: set[int]) -> None:
