@@ -62,6 +62,7 @@ _Numbers = Annotated[list[Annotated[float, Strict()]], Field(min_length=4, max_l
 @pydantic_dataclass(config=ConfigDict(extra="forbid"))
 class _Homework:
     source: str
+    settings: dict[str, dict[str, float | str]]  # setting -> the values the homework trained it with
     # dataset -> sweep's key -> setting -> [train loss, train acc, val acc, test acc]
     results: dict[str, dict[str, dict[str, _Numbers]]]
 

@@ -10,7 +10,8 @@ from pipeline.reporting.results import Architecture, Result, SeedResult, aggrega
 from pipeline.reporting.stats import mcnemar, welch
 from pipeline.reporting.tables import sweep_table
 
-HOMEWORK = {"source": "the homework", "results": {"mnist": {"kernel": {"k3": [0.0123, 0.999, 0.9895, 0.9858]}}}}
+HOMEWORK = {"source": "the homework", "settings": {"k3": {"kernel": 3, "strides": 1, "l2": 0.0}},
+            "results": {"mnist": {"kernel": {"k3": [0.0123, 0.999, 0.9895, 0.9858]}}}}
 ARCHITECTURE = Architecture([("conv2d_1", "Conv2D", (None, 28, 28, 32), 320)], trainable=320, frozen=0)
 TEST_IMAGES = 1000
 
@@ -24,7 +25,7 @@ def _seed(seed, test_accuracy, right=None):
     return SeedResult(seed, train, test, history, np.arange(TEST_IMAGES) < right, f"run-{seed}")
 
 
-def _result(name, kernel, accuracies, l2=0.0, missing=(), epochs=2, subset=0.1, learning_rate=0.001):
+def _result(name, kernel, accuracies, l2=0.0, missing=(), epochs=50, subset=1.0, learning_rate=0.001):
     setting = Setting(dataset="mnist", kernel=kernel, strides=1, l2=l2)
     runs = [_seed(seed, accuracy) for seed, accuracy in enumerate(accuracies)]
     kernels = [("conv2d_1", np.full((3, 3, 1, 32), 0.1 * kernel))]
@@ -66,7 +67,7 @@ def test_a_setting_with_missing_seeds_gets_no_verdict_and_the_report_says_so():
 
 
 def test_report_has_a_section_per_sweep_names_the_best_and_the_test_used():
-    results = {"k3": _result("k3", 3, [0.9]), "k5": _result("k5", 5, [0.95]),
+    results = {"k3": _result("k3", 3, [0.9], epochs=2, subset=0.1), "k5": _result("k5", 5, [0.95]),
                "k3-l2": _result("k3-l2", 3, [0.85], l2=0.001)}
     report = build_report(results, _sweeps(kernels=("kernel", "k3", "k5"), l2=("l2", "k3", "k3-l2")), HOMEWORK)
     text = report.markdown
@@ -106,3 +107,17 @@ def test_aggregates_per_setting_for_dvc_metrics():
     values = aggregates({"k3": _result("k3", 3, [0.98, 0.99])})["k3"]
     assert values["test_accuracy_mean"] == 0.985 and values["test_accuracy_n"] == 2
     assert values["test_accuracy_std"] == round(float(np.std([0.98, 0.99], ddof=1)), 6)
+
+
+def test_a_smoke_run_gives_no_verdict():
+    k3, k5 = _result("k3", 3, [0.9], epochs=2, subset=0.2), _result("k5", 5, [0.8], epochs=2, subset=0.2)
+    *_, row5 = sweep_table("kernel", [k3, k5], {}).splitlines()
+    assert mcnemar(np.arange(TEST_IMAGES) < 800, np.arange(TEST_IMAGES) < 900).verdict == "worse"
+    assert row5.endswith("| none: smoke run | `k5` |")
+
+
+def test_the_homeworks_numbers_sit_only_beside_a_setting_as_the_homework_trained_it():
+    for l2, shown in ((0.0, True), (0.01, False)):
+        results = {"k3": _result("k3", 3, [0.9], l2=l2), "k5": _result("k5", 5, [0.8])}
+        text = build_report(results, _sweeps(kernels=("kernel", "k3", "k5")), HOMEWORK).markdown
+        assert ("| 0.0123 | 0.9990 | 0.9895 | 0.9858 |" in text) == shown, l2

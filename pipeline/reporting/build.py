@@ -37,13 +37,22 @@ class Report:
     smoke: bool  # some setting trained less than the homework's size
 
 
+def as_the_homework_trained(result: Result, homework_settings: dict[str, dict]) -> bool:
+    """Whether the setting still has the values the homework trained under its name: its numbers
+    sit beside ours only then (not beside an edited L2 coefficient, say)."""
+    wanted = homework_settings.get(result.name)
+    return wanted is not None and all(result.values.get(key) == value for key, value in wanted.items())
+
+
 def _sweep_section(sweep_name: str, sweep: Sweep, members: list[Result], homework: dict, figures: dict) -> list[str]:
     vary, axis = sweep.vary, KEY_NAMES[sweep.vary]
     labels = [sweep_label(vary, r.values) for r in members]
     curves = [(f"{axis} {label}", *mean_curve(r, "val_accuracy")) for label, r in zip(labels, members)]
     figures[f"{sweep_name}-val"] = val_curves_figure(sweep_name, curves)
     figures[f"{sweep_name}-test"] = test_accuracy_figure(sweep_name, axis, labels, [r.test for r in members])
-    lines = ["", f"### {sweep_title(vary, members[0])}", "", sweep_table(vary, members, homework.get(vary, {})),
+    numbers = {r.name: homework["results"][vary][r.name] for r in members
+               if r.name in homework["results"].get(vary, {}) and as_the_homework_trained(r, homework["settings"])}
+    lines = ["", f"### {sweep_title(vary, members[0])}", "", sweep_table(vary, members, numbers),
              "", best_line(vary, members), "",
              f"![validation accuracy per epoch](summary/{sweep_name}-val.png)",
              f"![test accuracy](summary/{sweep_name}-test.png)"]
@@ -114,7 +123,8 @@ def build_report(results: dict[str, Result], sweeps: dict[str, Sweep], homework:
     for dataset in DATASET_TITLES:
         in_dataset = [r for r in results.values() if r.setting.dataset == dataset]
         if in_dataset:
-            lines += _dataset_section(dataset, in_dataset, sweeps, homework["results"][dataset], figures)
+            lines += _dataset_section(dataset, in_dataset, sweeps, {"results": homework["results"][dataset],
+                                                                    "settings": homework["settings"]}, figures)
     lines += ["", "## Provenance", "", "| setting | seed | MLflow run id | prepared data md5 | epochs | precision |",
               "|---|---|---|---|---|---|"]
     lines += [f"| `{r.name}` | {run.seed} | `{run.run_id}` | `{r.data_md5}` | {run.train['epochs']} | "

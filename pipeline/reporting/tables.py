@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipeline.model.datasets import num_classes
+from pipeline.params.schema import is_smoke_run
 from pipeline.reporting.results import COLUMNS, Architecture, Result, compare
 from pipeline.reporting.stats import Aggregate, Comparison
 
@@ -64,7 +65,14 @@ def sweep_table(vary: str, results: list[Result], homework: dict[str, list[float
         ours = [_cell(result.aggregates[column]) for column, _ in COLUMNS]
         theirs = map(_number, homework.get(result.name, [None] * 4))
         comparison = None if result is reference else compare(result, reference)
-        verdict = "reference" if result is reference else comparison.verdict if comparison else "seeds missing"
+        if result is reference:
+            verdict = "reference"
+        elif comparison is None:
+            verdict = "seeds missing"
+        elif is_smoke_run(result.epochs, result.subset) or is_smoke_run(reference.epochs, reference.subset):
+            verdict = "none: smoke run"  # a difference after a few epochs on a share says nothing yet
+        else:
+            verdict = comparison.verdict
         missing = f" (seeds {', '.join(map(str, result.missing))} missing)" if result.missing else ""
         name = f"`{result.name}`{missing}"
         cells = [sweep_label(vary, result.values), *ours, *theirs, _difference(comparison), verdict, name]
