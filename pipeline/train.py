@@ -163,12 +163,22 @@ def start_run(mlflow, job: TrainJob, root: Path):
         "data_md5": job.data_md5,
         "smoke_run": str(job.train.smoke_run).lower(),
     }
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+    name = f"{job.name} seed {job.seed}"
+    experiment = tracking.experiment_id(tracking.EXPERIMENTS[job.dataset], root)
+    trial = os.environ.get("DVC_EXP_NAME", "")
+    if trial:
+        tags["dvc_experiment"] = trial
+    if trial and not trial.startswith(tracking.SWEEP_EXPERIMENT_PREFIX):
+        # a `dvc exp run` trying another value: named as such, and a row under the setting's own
+        # parent run, not a loose top-level row that looks like the workspace's run
+        name += f" (dvc exp {trial})"
+        parents = mlflow.MlflowClient().search_runs([experiment], filter_string=(
+            f"tags.kind = 'parent' and tags.setting = '{job.name}' and tags.current = 'true'"))
+        if parents:
+            tags["mlflow.parentRunId"] = parents[0].info.run_id
     if os.environ.get(tracking.SWEEP_TAG_ENV):
         tags["sweep"] = os.environ[tracking.SWEEP_TAG_ENV]
-    experiment = tracking.experiment_id(tracking.EXPERIMENTS[job.dataset], root)
-    run = mlflow.start_run(experiment_id=experiment, run_name=f"{job.name} seed {job.seed}", tags=tags)
+    run = mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags)
     mlflow.log_params(run_params(job))
     return run
 

@@ -214,20 +214,25 @@ def test_terminated_run_ends_killed_and_writes_nothing(pipeline_run, tmp_path):
 
 def test_temp_workspace_experiment_logs_to_the_main_store(pipeline_run, tmp_path):
     """`dvc exp run --temp` runs stages under .dvc/tmp/exps/; their runs must land in the
-    project's own store (resolved through DVC_ROOT), tagged with the experiment's name."""
+    project's own store (resolved through DVC_ROOT), tagged and named with the experiment's name,
+    under the setting's own parent run (not a loose row that looks like the workspace's run)."""
     repo, env, _ = pipeline_run
     copy = tmp_path / "project"
     shutil.copytree(repo, copy, symlinks=True)
     run_command(["git", "add", "-A"], copy)  # DVC's temporary workspace starts from the last commit
     run_command(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], copy)
     dvc(copy, "exp", "run", "--temp", "-n", "stronger-l2", "-S", "settings.mnist-k3-s1-l2.l2=0.02",
-        "train@mnist-k3-s1-l2-0", env=env)
+        "train@mnist-k3-s1-l2-0", "evaluate@mnist-k3-s1-l2-0", env=env)
     assert not list((copy / ".dvc" / "tmp" / "exps").glob("**/mlruns/mlflow.db"))
     client = mlflow_client(copy)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
                               filter_string="tags.dvc_experiment = 'stronger-l2'")
     assert [(r.data.tags["setting"], r.data.params["l2"], r.info.status) for r in runs] == [
         ("mnist-k3-s1-l2", "0.02", "FINISHED")]
+    [parent] = client.search_runs([runs[0].info.experiment_id], filter_string=(
+        "tags.kind = 'parent' and tags.setting = 'mnist-k3-s1-l2' and tags.current = 'true'"))
+    assert runs[0].info.run_name == "mnist-k3-s1-l2 seed 0 (dvc exp stronger-l2)"
+    assert runs[0].data.tags["mlflow.parentRunId"] == parent.info.run_id and "test_accuracy" in runs[0].data.metrics
 
 
 def test_interrupted_dvc_repro_resumes_and_completes_the_stage(pipeline_run, tmp_path):

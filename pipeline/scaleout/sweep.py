@@ -22,6 +22,7 @@ from pathlib import Path
 from pipeline.common import cli
 from pipeline.common.errors import PipelineError
 from pipeline.params.load import load_params
+from pipeline.tracking.store import SWEEP_EXPERIMENT_PREFIX
 from pipeline.training.estimate import estimate, stale_runs, summary
 from pipeline.training.timings import duration
 
@@ -69,7 +70,7 @@ def main(argv=None) -> None:
     if stale:
         print(f"{line}; {jobs} at a time: about {duration(total / jobs)}", file=sys.stderr)
         stamp = time.strftime("%H%M%S")  # names stay unique when the sweep runs again
-        names = {f"sweep-{name}-{seed}-{stamp}": f"{name}-{seed}" for name, seed in stale}
+        names = {f"{SWEEP_EXPERIMENT_PREFIX}{name}-{seed}-{stamp}": f"{name}-{seed}" for name, seed in stale}
         for task, run in names.items():
             dvc("exp", "run", "--queue", "-n", task, f"train@{run}", f"evaluate@{run}")
         dvc("queue", "start", "--jobs", str(jobs))

@@ -31,6 +31,10 @@ from pipeline.common.state_files import read_json
 EXPERIMENTS = {"mnist": "mnist-cnn", "cifar10": "cifar10-gray-cnn"}
 REPORT_EXPERIMENT = "hw2-report"  # apart from the training runs: no empty rows in their metric charts
 
+# `make sweep` queues each (setting, seed) as a DVC experiment named with this prefix: its runs are
+# the workspace's own once gathered, unlike a user's `dvc exp run` that tries another value.
+SWEEP_EXPERIMENT_PREFIX = "sweep-"
+
 # A Dask sweep (pipeline/scaleout/cluster.py) names itself to its train stages here; their runs carry it
 # as the tag `sweep`, by which the sweep closes the runs whose worker was lost.
 SWEEP_TAG_ENV = "PIPELINE_SWEEP"
