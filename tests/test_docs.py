@@ -117,3 +117,18 @@ def test_catches_what_it_is_for(tmp_path):
         "link to #speed: no heading with that anchor in README.md",
         "link to docs/speed.md#expected-numbers: no heading with that anchor in speed.md"]
     assert problems(speed) == ["docs/speed.md:5: placeholder 'QUICK_TIME_PLACEHOLDER'"]
+
+
+def test_the_offline_plots_template_loads_what_the_readmes_npm_command_installs():
+    """`dvc plots diff --html-template reports/plots-offline.html` after the README's npm line."""
+    import re
+
+    from tests.helpers import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    [install] = re.findall(r"^npm install .*--prefix (\S+) (.+)$", readme, re.MULTILINE)
+    prefix, packages = install[0], {spec.rsplit("@", 1)[0] for spec in install[1].split()}
+    template = (REPO / "reports" / "plots-offline.html").read_text(encoding="utf-8")
+    assert "{plot_divs}" in template and "{scripts}" not in template  # DVC's CDN scripts left out
+    loaded = re.findall(rf'<script src="\.\./{re.escape(prefix)}/node_modules/([^/]+)/build/[^"]+\.js">', template)
+    assert set(loaded) == packages == {"vega", "vega-lite", "vega-embed"}
