@@ -219,7 +219,8 @@ def main(argv=None) -> None:
             raise PipelineError(f"setting {job.name} seed {job.seed}: loss became NaN/Inf in epoch {nan_epoch}; "
                                 "training stopped (try a lower train.learning_rate)")
         log_data_inputs(mlflow, job.dataset, job.data, arrays)
-        log_model(mlflow, model, arrays[0], run_id, mlflow.active_run().info.experiment_id)
+        log_model(mlflow, model, f"{job.name}-seed{job.seed}", arrays[0], run_id,
+                  mlflow.active_run().info.experiment_id)
         metrics = {**final_metrics(rows), "precision": trained.precision}
         with atomic_file(args.model) as tmp:
             model.save(tmp)

@@ -22,9 +22,10 @@ def log_data_inputs(mlflow, dataset: str, data: Path, arrays) -> None:
         mlflow.log_input(logged, context=context)
 
 
-def log_model(mlflow, model, x_example: np.ndarray, run_id: str, experiment_id: str) -> None:
-    """The trained model as the run's logged model; one an earlier attempt of the run left (a
-    kill during its upload, say) is deleted first."""
+def log_model(mlflow, model, name: str, x_example: np.ndarray, run_id: str, experiment_id: str) -> None:
+    """The trained model as the run's logged model, called `name` (the UI's Models list shows
+    logged models by name); one an earlier attempt of the run left (a kill during its upload, say)
+    is deleted first."""
     from mlflow.models import infer_signature
 
     for earlier in mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list",
@@ -44,7 +45,7 @@ def log_model(mlflow, model, x_example: np.ndarray, run_id: str, experiment_id: 
     requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}", f"numpy=={np.__version__}"]
     keras.utils.disable_interactive_logging()  # MLflow predicts on the example: no progress bars
     try:
-        mlflow.tensorflow.log_model(model, name="model", signature=signature, input_example=example,
+        mlflow.tensorflow.log_model(model, name=name, signature=signature, input_example=example,
                                     pip_requirements=requirements)
     finally:
         keras.utils.enable_interactive_logging()
