@@ -1,0 +1,219 @@
+"""`make search` (pipeline/search/study.py, issue 35): a tiny Optuna study on fixture data runs,
+prunes, survives a SIGKILL without losing or repeating a finished trial, writes a setting and a
+sweep that load, and never reads the test split; each bad search entry is one line."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.params.file import ParamsError
+from pipeline.params.load import load_params, parse_params
+from tests.helpers import assert_one_line_naming, copy_project, dvc, project_env, run, run_stage, tiny_params
+
+ENTRY = {"base": "mnist-k3-s1", "trials": 3, "epochs": 3, "subset": 1.0, "metric": "val_accuracy", "seed": 0,
+         "pruner": "median", "startup_trials": 1,
+         "space": {"learning_rate": {"low": 0.0000001, "high": 0.01, "log": True},
+                   "batch_size": {"choices": [32, 64]}}}
+
+
+def search_params(entry: dict | None = None) -> dict:
+    params = tiny_params()
+    params["search"] = {"tiny": copy.deepcopy(entry or ENTRY)}
+    return params
+
+
+def study_command() -> list[str]:
+    return [sys.executable, "-m", "pipeline.search.study", "tiny"]
+
+
+def enqueue(repo: Path, *learning_rates: float) -> None:
+    """Trials whose values the test chooses (Optuna's own enqueue_trial): a learning rate of 1e-7
+    learns nothing in 3 epochs, and the median pruner must stop it after its first."""
+    import optuna
+
+    from pipeline.params.load import load_search
+    from pipeline.search.study import open_study
+
+    params, entry = load_search(repo / "params.yaml", "tiny")
+    (repo / ".dvc" / "tmp" / "search").mkdir(parents=True, exist_ok=True)
+    study, _, _ = open_study("tiny", entry, params, repo)
+    for rate in learning_rates:
+        study.enqueue_trial({"learning_rate": rate, "batch_size": 32})
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def trials(repo: Path):
+    from pipeline.params.load import load_search
+    from pipeline.search.study import open_study
+
+    params, entry = load_search(repo / "params.yaml", "tiny")
+    return open_study("tiny", entry, params, repo)[0].get_trials(deepcopy=False)
+
+
+@pytest.fixture
+def project(tmp_path, mirror) -> Path:
+    """A project with the fixture MNIST prepared, its test split removed: a trial that read it fails."""
+    repo = copy_project(tmp_path / "project", search_params())
+    dvc(repo, "repro", "preprocess@mnist", env=project_env(PIPELINE_DATA_MIRROR=str(mirror)))
+    for name in ("x_test.npy", "y_test.npy"):
+        (repo / "data" / "prepared" / "mnist" / name).unlink()
+    return repo
+
+
+def trial_runs(repo: Path) -> list:
+    from tests.helpers import mlflow_client
+
+    client = mlflow_client(repo)
+    experiment = client.get_experiment_by_name("search-tiny")
+    return client.search_runs([experiment.experiment_id], filter_string="tags.kind = 'trial'")
+
+
+def test_a_study_prunes_resumes_after_sigkill_and_writes_a_setting(project):
+    from optuna.trial import TrialState
+
+    enqueue(project, 0.003, 0.003, 0.0000001)
+    search = subprocess.Popen(study_command(), cwd=project, env=project_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:  # killed once trial 1 has started, trial 0 complete
+        deadline = time.monotonic() + 300
+        while not any(t.number == 1 and t.state == TrialState.RUNNING for t in trials(project)):
+            assert search.poll() is None and time.monotonic() < deadline, search.stderr.read()
+            time.sleep(0.2)
+    finally:
+        os.killpg(search.pid, signal.SIGKILL)
+        search.wait()
+    before = {t.number: t for t in trials(project)}
+    assert before[0].state == TrialState.COMPLETE and before[1].state == TrialState.RUNNING
+
+    result = run(study_command(), project)
+    after = trials(project)
+    by_number = {t.number: t for t in after}
+    assert by_number[0].datetime_complete == before[0].datetime_complete  # kept, not trained again
+    assert by_number[1].state == TrialState.FAIL and by_number[1].user_attrs["interrupted"]
+    retry = next(t for t in after if t.user_attrs.get("retry_of") == 1)
+    assert retry.params == by_number[1].params
+    finished = [t for t in after if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 3, [(t.number, t.state) for t in after]
+    assert any(t.state == TrialState.PRUNED for t in finished), result.stderr
+    assert "trial(s) 1 interrupted, run again" in result.stderr
+    assert "best so far" in result.stderr and "trial(s) left" in result.stderr
+
+    runs = trial_runs(project)
+    states = sorted(r.data.tags["state"] for r in runs)
+    assert states.count("complete") + states.count("pruned") == 3 and "interrupted" in states
+    assert all(r.data.tags.get("mlflow.parentRunId") for r in runs)
+    complete = next(r for r in runs if r.data.tags["state"] == "complete")
+    assert {"learning_rate", "batch_size"} <= set(complete.data.params)
+    from tests.helpers import mlflow_client
+
+    assert len(mlflow_client(project).get_metric_history(complete.info.run_id, "val_accuracy")) == 3
+
+    params = load_params(project / "params.yaml")  # loads as every stage would
+    assert params.settings["mnist-k3-s1-searched"].learning_rate == 0.003
+    sweep = params.sweeps["tiny"]
+    assert sweep.settings == ("mnist-k3-s1", "mnist-k3-s1-searched") and sweep.vary == "learning_rate"
+    text = (project / "params.yaml").read_text()
+    assert "# make search NAME=tiny: trial 0" in text
+    assert not (project / "data" / "prepared" / "mnist" / "x_test.npy").exists()
+
+    again = run(study_command(), project)  # finished: nothing trains, the same result is written
+    assert "3 of 3 trials finished" in again.stderr
+    assert (project / "params.yaml").read_text() == text
+
+
+def test_missing_prepared_data_is_one_line_naming_the_command(tmp_path, monkeypatch):
+    from pipeline.search import study
+
+    repo = copy_project(tmp_path / "project", search_params())
+    monkeypatch.chdir(repo)
+    status, stderr = run_stage(study.main, ["tiny"])
+    assert status == 1 and stderr.count("\n") == 1, stderr
+    assert "run: dvc repro preprocess@mnist" in stderr and "x_train.npy" in stderr
+
+
+def test_an_unknown_entry_is_one_line(tmp_path):
+    from pipeline.search import study
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(search_params(), sort_keys=False))
+    status, stderr = run_stage(study.main, ["nope", "--params", str(path)])
+    assert_one_line_naming(path, status, stderr)
+    assert "search.nope: no such search entry (known: tiny)" in stderr
+
+
+def with_entry(**changes) -> dict:
+    entry = copy.deepcopy(ENTRY)
+    for key, value in changes.items():
+        if value is None:
+            entry.pop(key)
+        else:
+            entry[key] = value
+    return search_params(entry)
+
+
+@pytest.mark.parametrize("params,key,problem", [
+    (with_entry(space={"learning_rate": {"low": 0.01, "high": 0.001}}), "search.tiny.space.learning_rate",
+     "low 0.01 is not below high 0.001"),
+    (with_entry(space={"l2": {"low": 0.0, "high": 0.01, "log": True}}), "search.tiny.space.l2",
+     "a log scale needs low > 0"),
+    (with_entry(space={"colour": {"choices": ["rgb"]}}), "search.tiny.space.colour", "'colour' is no key"),
+    (with_entry(space={"epochs": {"low": 1, "high": 5}}), "search.tiny.space.epochs", "per-trial budget"),
+    (with_entry(space={"dropout": {"choices": [[0.1, 0.2, 0.3]]}}), "search.tiny.space.dropout",
+     "'dropout' is no key a mnist trial can vary"),
+    (with_entry(space={"kernel": {"choices": [3, 40]}}), "search.tiny.space", "shrinks the feature map to nothing"),
+    (with_entry(space={"optimizer": {"choices": ["adam", "lbfgs"]}}), "search.tiny.space.optimizer", "'lbfgs'"),
+    (with_entry(space={"batch_size": {"low": 16, "high": 64.0}}), "search.tiny.space.batch_size",
+     "both as integers"),
+    (with_entry(space={"kernel": {"choices": [3], "low": 1, "high": 3}}), "search.tiny.space.kernel", "not both"),
+    (with_entry(space={"kernel": {}}), "search.tiny.space.kernel", "expected a range"),
+    (with_entry(space={}), "search.tiny.space", "no keys to vary"),
+    (with_entry(base="mnist-k9"), "search.tiny.base", "no setting 'mnist-k9'"),
+    (with_entry(metric="test_accuracy"), "search.tiny.metric", "'val_accuracy' or 'val_loss'"),
+    (with_entry(trials=0), "search.tiny.trials", "greater than 0"),
+    (with_entry(subset=1.5), "search.tiny.subset", "less than or equal to 1"),
+    (with_entry(trails=3), "search.tiny.trails", "unknown key"),
+    (with_entry(epochs=None), "search.tiny.epochs", "missing key"),
+], ids=lambda v: v if isinstance(v, str) and v.startswith("search") else "")
+def test_a_bad_search_entry_is_one_line(params, key, problem):
+    with pytest.raises(ParamsError) as error:
+        parse_params(params, "params.yaml")
+    message = str(error.value)
+    assert message.startswith(f"params.yaml: {key}: ") and problem in message and "\n" not in message, message
+
+
+def test_the_shipped_entry_loads():
+    from pipeline.params.load import load_search
+    from tests.helpers import REPO
+
+    params, entry = load_search(REPO / "params.yaml", "mnist-k3")
+    assert entry.base in params.settings and entry.metric.startswith("val_")
+
+
+def test_a_sweep_may_vary_several_keys_joined_by_plus():
+    params = tiny_params()
+    params["settings"]["mnist-k3-s1-searched"] = {**params["settings"]["mnist-k3-s1"], "learning_rate": 0.003,
+                                                  "batch_size": 64}
+    params["sweeps"]["s"] = {"vary": "learning_rate+batch_size", "settings": ["mnist-k3-s1", "mnist-k3-s1-searched"]}
+    parse_params(params)
+    params["sweeps"]["s"]["vary"] = "learning_rate"
+    with pytest.raises(ParamsError, match="differs from mnist-k3-s1 in batch_size"):
+        parse_params(params)
+    params["sweeps"]["s"]["vary"] = "learning_rate+colour"
+    with pytest.raises(ParamsError, match="'colour' is no key a setting can vary"):
+        parse_params(params)
+
+
+def test_a_sweep_of_several_keys_is_labelled_with_each():
+    from pipeline.reporting.tables import key_name, sweep_label
+
+    assert key_name("learning_rate+kernel") == "Learning rate + Kernel size"
+    assert sweep_label("learning_rate+kernel", {"learning_rate": 0.003, "kernel": 5}) == "0.003, (5,5)"
