@@ -97,7 +97,8 @@ def check_entry(name: str, entry: SearchEntry, params: Params, path: Path | str)
     setting = params.settings[entry.base]
     for dim_key, dim in entry.space.items():
         where = f"{key}.space.{dim_key}"
-        allowed = [k for k in SEARCHABLE if k not in MODEL_OVERRIDES[_other(setting.dataset)]]
+        allowed = [k for k in SEARCHABLE if k not in MODEL_OVERRIDES[_other(setting.dataset)]
+                   and (k != "color" or setting.dataset == "cifar10")]
         if dim_key not in allowed:
             why = " (the per-trial budget is the entry's epochs and subset)" if dim_key in ("epochs", "subset") else ""
             raise ParamsError(path, where, f"{dim_key!r} is no key a {setting.dataset} trial can vary{why} "
@@ -108,8 +109,6 @@ def check_entry(name: str, entry: SearchEntry, params: Params, path: Path | str)
                 replace(setting, **{dim_key: value})
             except ValidationError as exc:
                 raise ParamsError(path, where, f"{value!r}: {exc.errors()[0]['msg']}") from None
-        if dim_key == "color" and setting.dataset != "cifar10":
-            raise ParamsError(path, where, f"only CIFAR-10 has colors ({setting.dataset} is gray)")
     # The feature map shrinks as kernel and strides grow: the largest of each must still fit.
     worst = {k: max(entry.space[k].candidates()) for k in ("kernel", "strides") if k in entry.space}
     if worst:

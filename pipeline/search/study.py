@@ -167,7 +167,7 @@ def objective(params: Params, entry: SearchEntry, name: str, data: Data, parent:
         except KeyboardInterrupt:
             state = "interrupted"  # run again on resume, with the same values
             trial.set_user_attr("interrupted", True)
-            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            trial.study.enqueue_trial(values_of(trial), user_attrs={"retry_of": trial.number})
             raise
         finally:
             mlflow.set_tag("state", state)
@@ -175,6 +175,12 @@ def objective(params: Params, entry: SearchEntry, name: str, data: Data, parent:
                            else "FAILED")
 
     return run_trial
+
+
+def values_of(trial) -> dict:
+    """The trial's values: those it drew, and those it was queued with (an interrupted retry, or a
+    trial queued by hand with Study.enqueue_trial) but had not asked for yet."""
+    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
 
 
 def counted(trial) -> bool:
@@ -195,8 +201,9 @@ def recover(study, storage, client) -> list[int]:
         queued = trial.user_attrs.get("interrupted")  # by Ctrl-C, which queued it already
         storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        if not queued:
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        values = values_of(trial)
+        if not queued and values:  # none: killed before its values were drawn, nothing to repeat
+            study.enqueue_trial(values, user_attrs={"retry_of": trial.number})
         run_id = trial.user_attrs.get("mlflow_run")
         if run_id:
             client.set_tag(run_id, "state", "interrupted")
