@@ -231,3 +231,68 @@ def test_a_sweep_of_several_keys_is_labelled_with_each():
 
     assert key_name("learning_rate+kernel") == "Learning rate + Kernel size"
     assert sweep_label("learning_rate+kernel", {"learning_rate": 0.003, "kernel": 5}) == "0.003, (5,5)"
+
+
+def test_every_value_the_shipped_space_draws_trains_a_valid_setting():
+    import optuna
+
+    from pipeline.params.load import load_search
+    from pipeline.search.study import sample, trial_job
+    from tests.helpers import REPO
+
+    params, entry = load_search(REPO / "params.yaml", "mnist-k3")
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0), direction=entry.direction)
+    for _ in range(20):
+        trial = study.ask()
+        values = sample(trial, entry)
+        job = trial_job(params, entry, "t", values, Path("data/prepared/mnist"))
+        assert job.train.epochs == entry.epochs and job.train.subset == entry.subset
+        assert job.train.learning_rate == values["learning_rate"] and job.model.dense_units == values["dense_units"]
+        assert isinstance(values["dense_units"], int) and 64 <= values["dense_units"] <= 512
+        study.tell(trial, 0.5)
+
+
+def test_a_cifar_space_chooses_dropout_triples(tmp_path):
+    import optuna
+
+    from pipeline.params.load import load_search
+    from pipeline.search.study import best_values, sample
+
+    params = search_params({**ENTRY, "base": "cifar10-k3-s1",
+                            "space": {"dropout": {"choices": [[0.1, 0.2, 0.3], [0.2, 0.3, 0.4]]}}})
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    _, entry = load_search(path, "tiny")
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    values = sample(trial, entry)
+    study.tell(trial, 0.5)
+    assert list(values["dropout"]) in ([0.1, 0.2, 0.3], [0.2, 0.3, 0.4])
+    assert best_values(study, entry) == values
+
+
+def test_the_result_is_a_setting_and_a_sweep_of_the_keys_it_changed(tmp_path):
+    from pipeline.params.load import load_search
+    from pipeline.search.result import write_result
+    from tests.helpers import shipped_params_text
+
+    path = tmp_path / "params.yaml"
+    path.write_text(shipped_params_text())
+    _, entry = load_search(path, "mnist-k3")
+    values = {"learning_rate": 0.003, "l2": 0.0001, "batch_size": 128, "optimizer": "adam", "kernel": 3,
+              "dense_units": 300}  # batch size, optimizer and kernel as the base has them
+    assert write_result(path, "mnist-k3", entry, values, 7, 0.98) == ("mnist-k3-s1-searched",
+                                                                      "learning_rate+l2+dense_units")
+    params = load_params(path)
+    searched = params.settings["mnist-k3-s1-searched"]
+    assert (searched.learning_rate, searched.l2, searched.dense_units, searched.batch_size) == (0.003, 0.0001, 300,
+                                                                                               None)
+    assert list(params.settings).index("mnist-k3-s1-searched") == list(params.settings).index("mnist-k3-s1") + 1
+    text = path.read_text()
+    assert "# make search NAME=mnist-k3: trial 7, val_accuracy 0.9800 on 5 epoch(s)" in text
+    assert "settings: [mnist-k3-s1, mnist-k3-s1-searched]" in text
+    assert "# full passes over the training split (the report trains 50)" in text  # comments kept
+    write_result(path, "mnist-k3", entry, {**values, "dense_units": 256}, 8, 0.99)  # again: replaced, not added
+    params = load_params(path)
+    assert params.sweeps["mnist-k3"].vary == "learning_rate+l2" and params.settings["mnist-k3-s1-searched"].l2 == 0.0001
+    assert path.read_text().count("mnist-k3-s1-searched:") == 1
