@@ -44,6 +44,7 @@ sweep: setup
 # prepared data's training and validation splits; resumes where it stopped. The best trial lands in
 # params.yaml as the setting <base>-searched and the sweep $(NAME); `make repro` then trains and judges it.
 search: setup
+	$(if $(NAME),,$(error NAME=<entry>: a key under search: in params.yaml))
 	python -m pipeline.tracking init
 	python -m pipeline.search.study $(NAME)
 

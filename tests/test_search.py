@@ -144,6 +144,31 @@ def test_a_study_prunes_resumes_after_sigkill_and_writes_a_setting(project):
     assert (project / "params.yaml").read_text() == text
 
 
+@pytest.mark.e2e
+def test_ctrl_c_stops_at_a_safe_point_and_the_trial_runs_again(project):
+    """SIGINT mid-trial: one line saying how to resume; the trial is failed as interrupted and queued
+    again with its values (a KeyboardInterrupt raised wherever Python was, e.g. in a garbage
+    collector's callback, would be dropped and the study train on)."""
+    from optuna.trial import TrialState
+
+    enqueue(project, 0.003, 0.003)
+    search = subprocess.Popen(study_command(), cwd=project, env=project_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while 1 not in running_trials(project):
+        assert search.poll() is None and time.monotonic() < deadline, search.stderr.read()
+        time.sleep(0.1)
+    os.killpg(search.pid, signal.SIGINT)
+    _, stderr = search.communicate(timeout=120)
+    assert search.returncode == 130, stderr
+    assert stderr.splitlines()[-1] == ("error: interrupted; outputs of this stage were not written; finished trials "
+                                       "are kept: `make search NAME=tiny` resumes the study")
+    by_number = {t.number: t for t in trials(project)}
+    assert by_number[0].state == TrialState.COMPLETE
+    assert by_number[1].state == TrialState.FAIL and by_number[1].user_attrs["interrupted"]
+    assert any(t.state == TrialState.WAITING and t.user_attrs.get("retry_of") == 1 for t in by_number.values())
+
+
 def test_missing_prepared_data_is_one_line_naming_the_command(tmp_path, monkeypatch):
     from pipeline.search import study
 

@@ -27,6 +27,7 @@ import hashlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict, replace
@@ -108,7 +109,34 @@ class Data:
         return self.loaded[job.data]
 
 
-def epoch_reporter(trial, metric: str, mlflow):
+class SafeStops:
+    """Ctrl-C and SIGTERM, acted on at the next safe point (a batch's end, a trial's start) rather
+    than wherever Python happens to be: a KeyboardInterrupt raised inside a garbage-collection
+    callback of SQLAlchemy or TensorFlow is printed and dropped, and the study would train on."""
+
+    def __init__(self):
+        self.signum = None
+
+    @contextlib.contextmanager
+    def installed(self):
+        def note(signum, frame):
+            self.signum = signum
+
+        previous = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def check(self) -> None:
+        if self.signum == signal.SIGTERM:
+            raise cli.Terminated(f"received signal {self.signum}")
+        if self.signum is not None:
+            raise KeyboardInterrupt()
+
+
+def epoch_reporter(trial, metric: str, mlflow, stops: SafeStops):
     """Keras callback: each epoch's metrics into the trial's MLflow run (step = epoch, 1-based) and
     its validation metric to Optuna; a trial the pruner calls behind stops after that epoch."""
     import keras
@@ -117,7 +145,14 @@ def epoch_reporter(trial, metric: str, mlflow):
         pruned = False
         value = math.nan
 
+        def on_train_batch_end(self, batch, logs=None):
+            stops.check()
+
+        def on_test_batch_end(self, batch, logs=None):
+            stops.check()
+
         def on_epoch_end(self, epoch, logs=None):
+            stops.check()
             logs = {k: float(v) for k, v in (logs or {}).items()}
             mlflow.log_metrics(logs, step=epoch + 1, synchronous=True)
             self.value = logs.get(metric, math.nan)
@@ -130,7 +165,8 @@ def epoch_reporter(trial, metric: str, mlflow):
     return EpochReporter()
 
 
-def objective(params: Params, entry: SearchEntry, name: str, data: Data, parent: str, experiment: str):
+def objective(params: Params, entry: SearchEntry, name: str, data: Data, parent: str, experiment: str,
+              stops: SafeStops):
     import keras
     import mlflow
     import optuna
@@ -144,6 +180,7 @@ def objective(params: Params, entry: SearchEntry, name: str, data: Data, parent:
         trial.set_user_attr("mlflow_run", run.info.run_id)
         state = "failed"
         try:
+            stops.check()
             mlflow.log_params({**shown, "epochs": entry.epochs, "subset": entry.subset, "seed": entry.seed,
                                "base": entry.base})
             keras.backend.clear_session()
@@ -153,7 +190,7 @@ def objective(params: Params, entry: SearchEntry, name: str, data: Data, parent:
             from pipeline.training.feed import array_batches
 
             classes, batch = num_classes(job.dataset), job.train.batch_size
-            reporter = epoch_reporter(trial, entry.metric, mlflow)
+            reporter = epoch_reporter(trial, entry.metric, mlflow, stops)
             model.fit(array_batches(x_train, y_train, batch_size=batch, classes=classes, shuffle_seed=job.seed),
                       validation_data=array_batches(x_val, y_val, batch_size=batch, classes=classes),
                       epochs=entry.epochs, shuffle=False, verbose=0,
@@ -167,7 +204,7 @@ def objective(params: Params, entry: SearchEntry, name: str, data: Data, parent:
         except KeyboardInterrupt:
             state = "interrupted"  # run again on resume, with the same values
             trial.set_user_attr("interrupted", True)
-            trial.study.enqueue_trial(values_of(trial), user_attrs={"retry_of": trial.number})
+            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})  # all drawn by now
             raise
         finally:
             mlflow.set_tag("state", state)
@@ -178,8 +215,8 @@ def objective(params: Params, entry: SearchEntry, name: str, data: Data, parent:
 
 
 def values_of(trial) -> dict:
-    """The trial's values: those it drew, and those it was queued with (an interrupted retry, or a
-    trial queued by hand with Study.enqueue_trial) but had not asked for yet."""
+    """A stored trial's values: those it drew, and those it was queued with (an interrupted retry,
+    or a trial queued by hand with Study.enqueue_trial) but had not drawn yet."""
     return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
 
 
@@ -312,8 +349,15 @@ def main(argv=None) -> None:
               file=sys.stderr, flush=True)
         with tracking.run_outcome(run.info.run_id):
             if left > 0:
-                study.optimize(objective(params, entry, name, data, run.info.run_id, experiment), n_trials=left,
-                               callbacks=[progress(name, entry, time.monotonic(), done)], gc_after_trial=True)
+                try:
+                    with SafeStops().installed() as stops:
+                        study.optimize(objective(params, entry, name, data, run.info.run_id, experiment, stops),
+                                       n_trials=left, gc_after_trial=True,
+                                       callbacks=[progress(name, entry, time.monotonic(), done)])
+                        stops.check()
+                except KeyboardInterrupt as exc:
+                    exc.add_note(f"finished trials are kept: `make search NAME={name}` resumes the study")
+                    raise
             try:
                 best = study.best_trial
             except ValueError:
