@@ -135,6 +135,8 @@ def test_a_study_prunes_resumes_after_sigkill_and_writes_a_setting(project):
     assert params.settings["mnist-k3-s1-searched"].learning_rate == 0.003
     sweep = params.sweeps["tiny"]
     assert sweep.settings == ("mnist-k3-s1", "mnist-k3-s1-searched") and sweep.vary == "learning_rate"
+    stages = dvc(project, "stage", "list", "--name-only").stdout.split()
+    assert {"train@mnist-k3-s1-searched-0", "evaluate@mnist-k3-s1-searched-0"} <= set(stages)  # dvc repro trains it
     text = (project / "params.yaml").read_text()
     assert "# make search NAME=tiny: trial 0" in text
     assert not (project / "data" / "prepared" / "mnist" / "x_test.npy").exists()
