@@ -323,3 +323,16 @@ def test_the_result_is_a_setting_and_a_sweep_of_the_keys_it_changed(tmp_path):
     params = load_params(path)
     assert params.sweeps["mnist-k3"].vary == "learning_rate+l2" and params.settings["mnist-k3-s1-searched"].l2 == 0.0001
     assert path.read_text().count("mnist-k3-s1-searched:") == 1
+
+
+def test_the_report_compares_a_searched_setting_in_every_key_it_changed():
+    from pipeline.reporting.build import build_report
+    from tests.test_report_build import HOMEWORK, _result, _sweeps
+
+    results = {"base": _result("base", 3, [0.9]), "base-searched": _result("base-searched", 5, [0.93],
+                                                                           learning_rate=0.003)}
+    sweeps = _sweeps(s=("learning_rate+kernel", "base", "base-searched"))
+    text = build_report(results, sweeps, HOMEWORK).markdown
+    assert "### Effect of the learning rate + kernel size (against `base`)" in text
+    assert "| Learning rate + Kernel size | Train loss |" in text
+    assert "\n| 0.003, (5,5) | 0.5000 |" in text and "| Δ test acc vs 0.001, (3,3) [95 % CI] |" in text
