@@ -298,6 +298,15 @@ def open_study(name: str, entry: SearchEntry, params: Params, root: Path):
                                pruner=pruner, load_if_exists=True), storage, path
 
 
+def _exists(client, run_id: str) -> bool:
+    import mlflow
+
+    try:
+        return client.get_run(run_id).info.lifecycle_stage == "active"
+    except mlflow.exceptions.MlflowException:
+        return False
+
+
 def best_values(study, entry: SearchEntry) -> dict[str, object]:
     """The best trial's values, by setting key (choices as written in the entry)."""
     values = {}
@@ -334,9 +343,9 @@ def main(argv=None) -> None:
         done = sum(counted(t) for t in study.get_trials(deepcopy=False))
         experiment = tracking.experiment_id(f"search-{name}", root)
         parent = study.user_attrs.get("mlflow_run")
-        if parent:
+        if parent and _exists(client, parent):
             run = mlflow.start_run(run_id=parent)
-        else:
+        else:  # a new study, or its run's store was emptied: a new parent run
             run = mlflow.start_run(experiment_id=experiment, run_name=f"study {study.study_name}",
                                    tags={"search": name, "kind": "study", "study": study.study_name})
             mlflow.log_params({"base": entry.base, "trials": entry.trials, "epochs": entry.epochs,
