@@ -242,7 +242,7 @@ def recover(study, storage, client) -> list[int]:
         if not queued and values:  # none: killed before its values were drawn, nothing to repeat
             study.enqueue_trial(values, user_attrs={"retry_of": trial.number})
         run_id = trial.user_attrs.get("mlflow_run")
-        if run_id:
+        if run_id and _exists(client, run_id):
             client.set_tag(run_id, "state", "interrupted")
             client.set_terminated(run_id, "KILLED")
         again.append(trial.number)
