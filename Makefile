@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON ?= python3
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro quick full sweep test ui lock
+.PHONY: setup repro quick full sweep search test ui lock
 
 # GPU=1: TensorFlow with its CUDA libraries (the plain wheel trains on the CPU only).
 LOCK := $(if $(GPU),requirements-gpu-lock.txt,requirements-lock.txt)
@@ -39,6 +39,14 @@ quick: setup
 sweep: setup
 	python -m pipeline.params check
 	$(if $(SCHEDULER),python -m pipeline.scaleout.cluster --scheduler $(SCHEDULER) $(if $(RESOURCES),--resources $(RESOURCES)),python -m pipeline.scaleout.sweep $(if $(JOBS),--jobs $(JOBS)))
+
+# An Optuna study over the space `search.$(NAME)` of params.yaml (pipeline/search/study.py), on the
+# prepared data's training and validation splits; resumes where it stopped. The best trial lands in
+# params.yaml as the setting <base>-searched and the sweep $(NAME); `make repro` then trains and judges it.
+search: setup
+	$(if $(NAME),,$(error NAME=<entry>: a key under search: in params.yaml))
+	python -m pipeline.tracking init
+	python -m pipeline.search.study $(NAME)
 
 # Back to the homework's size in params.yaml (the values `make quick` replaced); `make repro`
 # then trains it, after saying how long that takes.

@@ -177,10 +177,12 @@ def tiny_params() -> dict:
 
 
 def keep_settings(params: dict, keep) -> dict:
-    """params with only these settings, and its sweeps cut to them."""
+    """params with only these settings, and its sweeps and search entries cut to them."""
     params["settings"] = {name: params["settings"][name] for name in keep}
     params["sweeps"] = {name: {**sweep, "settings": [s for s in sweep["settings"] if s in keep]}
                         for name, sweep in params["sweeps"].items() if set(sweep["settings"]) & set(keep)}
+    if "search" in params:  # a search entry starts from its base setting
+        params["search"] = {name: entry for name, entry in params["search"].items() if entry["base"] in keep}
     return params
 
 

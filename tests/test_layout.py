@@ -56,7 +56,7 @@ def test_a_circle_is_found():
 STAGES = {f"pipeline/{name}.py" for name in ("download", "preprocess", "job", "train", "evaluate", "plot", "report")}
 # Tools that drive stages, and that no stage imports: they may import a stage.
 STAGE_DRIVERS = {"pipeline/training/estimate.py", "pipeline/scaleout/sweep.py", "pipeline/scaleout/cluster.py",
-                 "pipeline/scaleout/cluster_setup.py"}
+                 "pipeline/scaleout/cluster_setup.py", "pipeline/search/study.py"}
 
 
 def test_packages_import_no_stage_and_common_imports_nothing_else():

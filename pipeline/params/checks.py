@@ -73,11 +73,15 @@ def _check_sweeps(params: Params, path: Path | str) -> None:
             raise ParamsError(path, f"{key}.settings", f"{other} trains on {datasets[other]}, {first} on "
                               f"{datasets[first]}: a sweep compares settings of one dataset")
         values = {name: setting_values(*resolved(params, name)) for name in sweep.settings}
-        if sweep.vary not in values[first] or sweep.vary == "dataset":
+        # Several keys joined by '+': a searched setting against its base (pipeline/search/result.py).
+        varied = sweep.vary.split("+")
+        wrong = next((k for k in varied if k not in values[first] or k == "dataset"), None)
+        if wrong is not None or len(set(varied)) != len(varied):
             known = ", ".join(k for k in values[first] if k != "dataset")
-            raise ParamsError(path, f"{key}.vary", f"{sweep.vary!r} is no key a setting can vary (known: {known})")
+            what = f"{wrong!r} is no key a setting can vary" if wrong is not None else "names a key twice"
+            raise ParamsError(path, f"{key}.vary", f"{what} (known: {known}; several joined by +)")
         for name in sweep.settings[1:]:
-            differ = [k for k in values[first] if k != sweep.vary and values[name][k] != values[first][k]]
+            differ = [k for k in values[first] if k not in varied and values[name][k] != values[first][k]]
             if differ:
                 raise ParamsError(path, key, f"{name} differs from {first} in {differ[0]} ({values[first][differ[0]]}"
                                   f" vs {values[name][differ[0]]}), but the sweep may vary only {sweep.vary}")

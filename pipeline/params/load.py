@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from pipeline.params.checks import check_params
 from pipeline.params.file import ParamsError, describe, read_yaml, top_level_problem
 from pipeline.params.schema import Params
+from pipeline.params.space import SearchEntry, parse_search
 
 
 def load_params(path: Path | str = "params.yaml", setting: str | None = None) -> Params:
@@ -33,12 +34,26 @@ def load_params(path: Path | str = "params.yaml", setting: str | None = None) ->
 def parse_params(raw: Any, path: Path | str = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise ParamsError(path, "", "expected a mapping of sections at the top level")
+    raw = dict(raw)
+    search = raw.pop("search", None)  # read by the search tool only: pipeline.params.space
     try:
         params = Params(**raw)
     except ValidationError as exc:
         raise ParamsError(path, *describe(exc.errors(), raw)) from None
     except TypeError as exc:
         # Params(**raw) itself rejects unknown/missing top-level sections before pydantic runs.
-        raise ParamsError(path, "", top_level_problem(raw, [f.name for f in fields(Params)])) from exc
+        raise ParamsError(path, "", top_level_problem(raw, [f.name for f in fields(Params)] + ["search"])) from exc
     check_params(params, path)
+    parse_search(search, params, path)
     return params
+
+
+def load_search(path: Path | str, name: str) -> tuple[Params, SearchEntry]:
+    """params.yaml, fully checked, and its search entry `name` (pipeline.params.space)."""
+    path = Path(path)
+    raw = read_yaml(path)
+    params = parse_params(raw, path)
+    entries = parse_search(raw.get("search"), params, path)
+    if name not in entries:
+        raise ParamsError(path, f"search.{name}", f"no such search entry (known: {', '.join(entries) or 'none'})")
+    return params, entries[name]

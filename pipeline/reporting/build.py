@@ -15,11 +15,11 @@ from pipeline.reporting.figure_names import FIGURES
 from pipeline.reporting.figures import l2_histograms_figure, test_accuracy_figure, val_curves_figure
 from pipeline.reporting.results import Result, mean_curve
 from pipeline.reporting.tables import (
-    KEY_NAMES,
     architecture_table,
     best_line,
     confused_pairs_table,
     epochs_text,
+    key_name,
     method_note,
     sweep_label,
     sweep_table,
@@ -45,7 +45,7 @@ def as_the_homework_trained(result: Result, homework_settings: dict[str, dict]) 
 
 
 def _sweep_section(sweep_name: str, sweep: Sweep, members: list[Result], homework: dict, figures: dict) -> list[str]:
-    vary, axis = sweep.vary, KEY_NAMES[sweep.vary]
+    vary, axis = sweep.vary, key_name(sweep.vary)
     labels = [sweep_label(vary, r.values) for r in members]
     curves = [(f"{axis} {label}", *mean_curve(r, "val_accuracy")) for label, r in zip(labels, members)]
     figures[f"{sweep_name}-val"] = val_curves_figure(sweep_name, curves)

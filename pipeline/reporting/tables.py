@@ -14,18 +14,25 @@ KEY_NAMES = {"kernel": "Kernel size", "strides": "Strides", "l2": "L2 regulariza
              "dropout": "Dropout"}
 
 
+def key_name(vary: str) -> str:
+    """A sweep's key in words; a searched setting's several keys (`a+b`) joined."""
+    return " + ".join(KEY_NAMES[key] for key in vary.split("+"))
+
+
 def sweep_title(vary: str, reference: Result) -> str:
     """The homework's section titles for its three sweeps; the key and the reference otherwise."""
     values = reference.values
     return {"kernel": f"Effect of the kernel size (strides {values['strides']})",
             "strides": f"Effect of the strides (kernel {values['kernel']})",
             "l2": f"Effect of L2 regularization (kernel {values['kernel']}, strides {values['strides']})",
-            }.get(vary, f"Effect of the {KEY_NAMES[vary].lower()} (against `{reference.name}`)")
+            }.get(vary, f"Effect of the {key_name(vary).lower()} (against `{reference.name}`)")
 
 
 def sweep_label(vary: str, values: dict) -> str:
     """A setting's row in a sweep table: the homework's (3,3), (2,2), NO/YES for its sweeps, the
-    varied value otherwise."""
+    varied value otherwise (each, for several keys)."""
+    if "+" in vary:
+        return ", ".join(sweep_label(key, values) for key in vary.split("+"))
     value = values[vary]
     if vary in ("kernel", "strides"):
         return f"({value},{value})"
@@ -57,7 +64,7 @@ def sweep_table(vary: str, results: list[Result], homework: dict[str, list[float
     homework's numbers for the same setting where it has them, then each row's test accuracy
     against the first row's."""
     reference = results[0]
-    header = (f"| {KEY_NAMES[vary]} | " + " | ".join(title for _, title in COLUMNS)
+    header = (f"| {key_name(vary)} | " + " | ".join(title for _, title in COLUMNS)
               + " | HW2 train loss | HW2 train acc | HW2 val acc | HW2 test acc "
               + f"| Δ test acc vs {sweep_label(vary, reference.values)} [95 % CI] | verdict | setting |")
     lines = [header, "|" + "---|" * 12]
@@ -99,7 +106,7 @@ def best_line(vary: str, results: list[Result]) -> str:
     chance = 1 / num_classes(best.setting.dataset)
     mean = "mean " if best.test.n > 1 else ""
     return (f"Best {mean}test accuracy in this sweep: **{best.test.mean:.2%}** "
-            f"({KEY_NAMES[vary]}: {sweep_label(vary, best.values)}; guessing scores {chance:.0%}).")
+            f"({key_name(vary)}: {sweep_label(vary, best.values)}; guessing scores {chance:.0%}).")
 
 
 def unswept_table(results: list[Result]) -> str:

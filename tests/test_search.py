@@ -1,0 +1,338 @@
+"""`make search` (pipeline/search/study.py, issue 35): a tiny Optuna study on fixture data runs,
+prunes, survives a SIGKILL without losing or repeating a finished trial, writes a setting and a
+sweep that load, and never reads the test split; each bad search entry is one line."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.params.file import ParamsError
+from pipeline.params.load import load_params, parse_params
+from tests.helpers import assert_one_line_naming, copy_project, dvc, project_env, run, run_stage, tiny_params
+
+ENTRY = {"base": "mnist-k3-s1", "trials": 3, "epochs": 3, "subset": 1.0, "metric": "val_accuracy", "seed": 0,
+         "pruner": "median", "startup_trials": 1,
+         "space": {"learning_rate": {"low": 0.0000001, "high": 0.01, "log": True},
+                   "batch_size": {"choices": [32, 64]}}}
+
+
+def search_params(entry: dict | None = None) -> dict:
+    params = tiny_params()
+    params["search"] = {"tiny": copy.deepcopy(entry or ENTRY)}
+    return params
+
+
+def study_command() -> list[str]:
+    return [sys.executable, "-m", "pipeline.search.study", "tiny"]
+
+
+def enqueue(repo: Path, *learning_rates: float) -> None:
+    """Trials whose values the test chooses (Optuna's own enqueue_trial): a learning rate of 1e-7
+    learns nothing in 3 epochs, and the median pruner must stop it after its first."""
+    import optuna
+
+    from pipeline.params.load import load_search
+    from pipeline.search.study import open_study
+
+    params, entry = load_search(repo / "params.yaml", "tiny")
+    (repo / ".dvc" / "tmp" / "search").mkdir(parents=True, exist_ok=True)
+    study, _, _ = open_study("tiny", entry, params, repo)
+    for rate in learning_rates:
+        study.enqueue_trial({"learning_rate": rate, "batch_size": 32})
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def running_trials(repo: Path) -> set[int]:
+    """Numbers of the trials RUNNING in the study's storage with their MLflow run started (read by
+    SQL: no second writer)."""
+    import sqlite3
+
+    db = repo / ".dvc" / "tmp" / "search" / "tiny.db"
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)) as connection:
+        return {number for (number,) in connection.execute(
+            "SELECT number FROM trials JOIN trial_user_attributes USING (trial_id) WHERE state = 'RUNNING' "
+            "AND key = 'mlflow_run'")}
+
+
+def trials(repo: Path):
+    from pipeline.params.load import load_search
+    from pipeline.search.study import open_study
+
+    params, entry = load_search(repo / "params.yaml", "tiny")
+    return open_study("tiny", entry, params, repo)[0].get_trials(deepcopy=False)
+
+
+@pytest.fixture
+def project(tmp_path, mirror) -> Path:
+    """A project with the fixture MNIST prepared, its test split removed: a trial that read it fails."""
+    repo = copy_project(tmp_path / "project", search_params())
+    dvc(repo, "repro", "preprocess@mnist", env=project_env(PIPELINE_DATA_MIRROR=str(mirror)))
+    for name in ("x_test.npy", "y_test.npy"):
+        (repo / "data" / "prepared" / "mnist" / name).unlink()
+    return repo
+
+
+def trial_runs(repo: Path) -> list:
+    from tests.helpers import mlflow_client
+
+    client = mlflow_client(repo)
+    experiment = client.get_experiment_by_name("search-tiny")
+    return client.search_runs([experiment.experiment_id], filter_string="tags.kind = 'trial'")
+
+
+@pytest.mark.e2e
+def test_a_study_prunes_resumes_after_sigkill_and_writes_a_setting(project):
+    from optuna.trial import TrialState
+
+    enqueue(project, 0.003, 0.003, 0.0000001)
+    search = subprocess.Popen(study_command(), cwd=project, env=project_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:  # killed once trial 1 is training, trial 0 complete
+        deadline = time.monotonic() + 300
+        while 1 not in running_trials(project):
+            assert search.poll() is None and time.monotonic() < deadline, search.stderr.read()
+            time.sleep(0.1)
+    finally:
+        os.killpg(search.pid, signal.SIGKILL)
+        search.wait()
+    before = {t.number: t for t in trials(project)}
+    assert before[0].state == TrialState.COMPLETE and before[1].state == TrialState.RUNNING, search.stderr.read()
+
+    result = run(study_command(), project)
+    after = trials(project)
+    by_number = {t.number: t for t in after}
+    assert by_number[0].datetime_complete == before[0].datetime_complete  # kept, not trained again
+    assert by_number[1].state == TrialState.FAIL and by_number[1].user_attrs["interrupted"]
+    retry = next(t for t in after if t.user_attrs.get("retry_of") == 1)
+    assert retry.params == {"learning_rate": 0.003, "batch_size": 32}  # as queued, also if killed before drawing
+    finished = [t for t in after if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 3, ([(t.number, t.state) for t in after], result.stderr)
+    assert any(t.state == TrialState.PRUNED for t in finished), result.stderr
+    assert "trial(s) 1 interrupted, run again" in result.stderr
+    assert "best so far" in result.stderr and "trial(s) left" in result.stderr
+
+    runs = trial_runs(project)
+    states = sorted(r.data.tags["state"] for r in runs)
+    assert states.count("complete") + states.count("pruned") == 3 and "interrupted" in states
+    assert all(r.data.tags.get("mlflow.parentRunId") for r in runs)
+    complete = next(r for r in runs if r.data.tags["state"] == "complete")
+    assert {"learning_rate", "batch_size"} <= set(complete.data.params)
+    from tests.helpers import mlflow_client
+
+    assert len(mlflow_client(project).get_metric_history(complete.info.run_id, "val_accuracy")) == 3
+
+    params = load_params(project / "params.yaml")  # loads as every stage would
+    assert params.settings["mnist-k3-s1-searched"].learning_rate == 0.003
+    sweep = params.sweeps["tiny"]
+    assert sweep.settings == ("mnist-k3-s1", "mnist-k3-s1-searched") and sweep.vary == "learning_rate"
+    stages = dvc(project, "stage", "list", "--name-only").stdout.split()
+    assert {"train@mnist-k3-s1-searched-0", "evaluate@mnist-k3-s1-searched-0"} <= set(stages)  # dvc repro trains it
+    text = (project / "params.yaml").read_text()
+    assert "# make search NAME=tiny: trial 0" in text
+    assert not (project / "data" / "prepared" / "mnist" / "x_test.npy").exists()
+
+    again = run(study_command(), project)  # finished: nothing trains, the same result is written
+    assert "3 of 3 trials finished" in again.stderr
+    assert (project / "params.yaml").read_text() == text
+
+
+@pytest.mark.e2e
+def test_ctrl_c_stops_at_a_safe_point_and_the_trial_runs_again(project):
+    """SIGINT mid-trial: one line saying how to resume; the trial is failed as interrupted and queued
+    again with its values (a KeyboardInterrupt raised wherever Python was, e.g. in a garbage
+    collector's callback, would be dropped and the study train on)."""
+    from optuna.trial import TrialState
+
+    enqueue(project, 0.003, 0.003)
+    search = subprocess.Popen(study_command(), cwd=project, env=project_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while 1 not in running_trials(project):
+        assert search.poll() is None and time.monotonic() < deadline, search.stderr.read()
+        time.sleep(0.1)
+    os.killpg(search.pid, signal.SIGINT)
+    _, stderr = search.communicate(timeout=120)
+    assert search.returncode == 130, stderr
+    assert stderr.splitlines()[-1] == ("error: interrupted; outputs of this stage were not written; finished trials "
+                                       "are kept: `make search NAME=tiny` resumes the study")
+    by_number = {t.number: t for t in trials(project)}
+    assert by_number[0].state == TrialState.COMPLETE
+    assert by_number[1].state == TrialState.FAIL and by_number[1].user_attrs["interrupted"]
+    assert any(t.state == TrialState.WAITING and t.user_attrs.get("retry_of") == 1 for t in by_number.values())
+
+
+def test_missing_prepared_data_is_one_line_naming_the_command(tmp_path, monkeypatch):
+    from pipeline.search import study
+
+    repo = copy_project(tmp_path / "project", search_params())
+    monkeypatch.chdir(repo)
+    status, stderr = run_stage(study.main, ["tiny"])
+    assert status == 1 and stderr.count("\n") == 1, stderr
+    assert "run: dvc repro preprocess@mnist" in stderr and "x_train.npy" in stderr
+
+
+def test_an_unknown_entry_is_one_line(tmp_path):
+    from pipeline.search import study
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(search_params(), sort_keys=False))
+    status, stderr = run_stage(study.main, ["nope", "--params", str(path)])
+    assert_one_line_naming(path, status, stderr)
+    assert "search.nope: no such search entry (known: tiny)" in stderr
+
+
+def with_entry(**changes) -> dict:
+    entry = copy.deepcopy(ENTRY)
+    for key, value in changes.items():
+        if value is None:
+            entry.pop(key)
+        else:
+            entry[key] = value
+    return search_params(entry)
+
+
+@pytest.mark.parametrize("params,key,problem", [
+    (with_entry(space={"learning_rate": {"low": 0.01, "high": 0.001}}), "search.tiny.space.learning_rate",
+     "low 0.01 is not below high 0.001"),
+    (with_entry(space={"l2": {"low": 0.0, "high": 0.01, "log": True}}), "search.tiny.space.l2",
+     "a log scale needs low > 0"),
+    (with_entry(space={"colour": {"choices": ["rgb"]}}), "search.tiny.space.colour", "'colour' is no key"),
+    (with_entry(space={"epochs": {"low": 1, "high": 5}}), "search.tiny.space.epochs", "per-trial budget"),
+    (with_entry(space={"dropout": {"choices": [[0.1, 0.2, 0.3]]}}), "search.tiny.space.dropout",
+     "'dropout' is no key a mnist trial can vary"),
+    (with_entry(space={"strides": {"choices": [1, 29]}}), "search.tiny.space", "strides 29 shrinks the feature map"),
+    (with_entry(space={"optimizer": {"choices": ["adam", "lbfgs"]}}), "search.tiny.space.optimizer", "'lbfgs'"),
+    (with_entry(space={"batch_size": {"low": 16, "high": 64.0}}), "search.tiny.space.batch_size",
+     "both as integers"),
+    (with_entry(space={"kernel": {"choices": [3], "low": 1, "high": 3}}), "search.tiny.space.kernel", "not both"),
+    (with_entry(space={"kernel": {}}), "search.tiny.space.kernel", "expected a range"),
+    (with_entry(space={}), "search.tiny.space", "no keys to vary"),
+    (with_entry(base="mnist-k9"), "search.tiny.base", "no setting 'mnist-k9'"),
+    (with_entry(metric="test_accuracy"), "search.tiny.metric", "'val_accuracy' or 'val_loss'"),
+    (with_entry(trials=0), "search.tiny.trials", "greater than 0"),
+    (with_entry(subset=1.5), "search.tiny.subset", "less than or equal to 1"),
+    (with_entry(trails=3), "search.tiny.trails", "unknown key"),
+    (with_entry(epochs=None), "search.tiny.epochs", "missing key"),
+])
+def test_a_bad_search_entry_is_one_line(params, key, problem):
+    with pytest.raises(ParamsError) as error:
+        parse_params(params, "params.yaml")
+    message = str(error.value)
+    assert message.startswith(f"params.yaml: {key}: ") and problem in message and "\n" not in message, message
+
+
+def test_the_shipped_entry_loads():
+    from pipeline.params.load import load_search
+    from tests.helpers import REPO
+
+    params, entry = load_search(REPO / "params.yaml", "mnist-k3")
+    assert entry.base in params.settings and entry.metric.startswith("val_")
+
+
+def test_a_sweep_may_vary_several_keys_joined_by_plus():
+    params = tiny_params()
+    params["settings"]["mnist-k3-s1-searched"] = {**params["settings"]["mnist-k3-s1"], "learning_rate": 0.003,
+                                                  "batch_size": 64}
+    params["sweeps"]["s"] = {"vary": "learning_rate+batch_size", "settings": ["mnist-k3-s1", "mnist-k3-s1-searched"]}
+    parse_params(params)
+    params["sweeps"]["s"]["vary"] = "learning_rate"
+    with pytest.raises(ParamsError, match="differs from mnist-k3-s1 in batch_size"):
+        parse_params(params)
+    params["sweeps"]["s"]["vary"] = "learning_rate+colour"
+    with pytest.raises(ParamsError, match="'colour' is no key a setting can vary"):
+        parse_params(params)
+
+
+def test_a_sweep_of_several_keys_is_labelled_with_each():
+    from pipeline.reporting.tables import key_name, sweep_label
+
+    assert key_name("learning_rate+kernel") == "Learning rate + Kernel size"
+    assert sweep_label("learning_rate+kernel", {"learning_rate": 0.003, "kernel": 5}) == "0.003, (5,5)"
+
+
+def test_every_value_the_shipped_space_draws_trains_a_valid_setting():
+    import optuna
+
+    from pipeline.params.load import load_search
+    from pipeline.search.study import sample, trial_job
+    from tests.helpers import REPO
+
+    params, entry = load_search(REPO / "params.yaml", "mnist-k3")
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0), direction=entry.direction)
+    for _ in range(20):
+        trial = study.ask()
+        values = sample(trial, entry)
+        job = trial_job(params, entry, "t", values, Path("data/prepared/mnist"))
+        assert job.train.epochs == entry.epochs and job.train.subset == entry.subset
+        assert job.train.learning_rate == values["learning_rate"] and job.model.dense_units == values["dense_units"]
+        assert isinstance(values["dense_units"], int) and 64 <= values["dense_units"] <= 512
+        study.tell(trial, 0.5)
+
+
+def test_a_cifar_space_chooses_dropout_triples(tmp_path):
+    import optuna
+
+    from pipeline.params.load import load_search
+    from pipeline.search.study import best_values, sample
+
+    params = search_params({**ENTRY, "base": "cifar10-k3-s1",
+                            "space": {"dropout": {"choices": [[0.1, 0.2, 0.3], [0.2, 0.3, 0.4]]}}})
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    _, entry = load_search(path, "tiny")
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    values = sample(trial, entry)
+    study.tell(trial, 0.5)
+    assert list(values["dropout"]) in ([0.1, 0.2, 0.3], [0.2, 0.3, 0.4])
+    assert best_values(study, entry) == values
+
+
+def test_the_result_is_a_setting_and_a_sweep_of_the_keys_it_changed(tmp_path):
+    from pipeline.params.load import load_search
+    from pipeline.search.result import write_result
+    from tests.helpers import shipped_params_text
+
+    path = tmp_path / "params.yaml"
+    path.write_text(shipped_params_text())
+    _, entry = load_search(path, "mnist-k3")
+    values = {"learning_rate": 0.003, "l2": 0.0001, "batch_size": 128, "optimizer": "adam", "kernel": 3,
+              "dense_units": 300}  # batch size, optimizer and kernel as the base has them
+    assert write_result(path, "mnist-k3", entry, values, 7, 0.98) == ("mnist-k3-s1-searched",
+                                                                      "learning_rate+l2+dense_units")
+    params = load_params(path)
+    searched = params.settings["mnist-k3-s1-searched"]
+    assert (searched.learning_rate, searched.l2, searched.dense_units, searched.batch_size) == (0.003, 0.0001, 300,
+                                                                                               None)
+    assert list(params.settings).index("mnist-k3-s1-searched") == list(params.settings).index("mnist-k3-s1") + 1
+    text = path.read_text()
+    assert "# make search NAME=mnist-k3: trial 7, val_accuracy 0.9800 on 5 epoch(s)" in text
+    assert "settings: [mnist-k3-s1, mnist-k3-s1-searched]" in text
+    assert "# full passes over the training split (the report trains 50)" in text  # comments kept
+    write_result(path, "mnist-k3", entry, {**values, "dense_units": 256}, 8, 0.99)  # again: replaced, not added
+    params = load_params(path)
+    assert params.sweeps["mnist-k3"].vary == "learning_rate+l2" and params.settings["mnist-k3-s1-searched"].l2 == 0.0001
+    assert path.read_text().count("mnist-k3-s1-searched:") == 1
+
+
+def test_the_report_compares_a_searched_setting_in_every_key_it_changed():
+    from pipeline.reporting.build import build_report
+    from tests.test_report_build import HOMEWORK, _result, _sweeps
+
+    results = {"base": _result("base", 3, [0.9]), "base-searched": _result("base-searched", 5, [0.93],
+                                                                           learning_rate=0.003)}
+    sweeps = _sweeps(s=("learning_rate+kernel", "base", "base-searched"))
+    text = build_report(results, sweeps, HOMEWORK).markdown
+    assert "### Effect of the learning rate + kernel size (against `base`)" in text
+    assert "| Learning rate + Kernel size | Train loss |" in text
+    assert "\n| 0.003, (5,5) | 0.5000 |" in text and "| Δ test acc vs 0.001, (3,3) [95 % CI] |" in text
