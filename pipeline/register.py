@@ -53,12 +53,20 @@ def stage_params(params: Params, item: str = "") -> RegisterJob:
     return RegisterJob(params.settings, params.seeds)
 
 
+COLOR = "cifar10-color-cnn"  # no experiment of its own: its runs are among cifar10-gray-cnn's
+REGISTERED = {  # the registered models, with what each is
+    tracking.EXPERIMENTS["mnist"]: "MNIST digits: the best setting of params.yaml on validation accuracy",
+    tracking.EXPERIMENTS["cifar10"]: "CIFAR-10 in gray (the homework's): the best gray setting on validation accuracy",
+    COLOR: "CIFAR-10 in color: the best color setting on validation accuracy",
+}
+
+
 def registered_name(dataset: str, color: str) -> str:
     """The registered model a setting competes for: its dataset's experiment name, the color ones apart
     (a color model cannot take the gray images the gray ones take)."""
     if dataset == "mnist":
         return tracking.EXPERIMENTS["mnist"]
-    return tracking.EXPERIMENTS["cifar10"] if color == "gray" else "cifar10-color-cnn"
+    return tracking.EXPERIMENTS["cifar10"] if color == "gray" else COLOR
 
 
 @dataclass(frozen=True)
@@ -149,7 +157,10 @@ def log_served_model(job: TrainJob, model_file: Path, run_id: str, experiment_id
     import PIL
     import tensorflow as tf
 
-    logged = mlflow.initialize_logged_model(name="served", source_run_id=run_id, experiment_id=experiment_id)
+    # Not the training run's own model (its source run stays the Keras model's alone: it is found by
+    # its run); the version names the run instead.
+    logged = mlflow.initialize_logged_model(name="served", experiment_id=experiment_id,
+                                            tags={"setting": job.name, "training_run": run_id})
     # Stated, not inferred: inference would otherwise re-import the model in a subprocess.
     requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}", f"numpy=={np.__version__}",
                     f"pillow=={PIL.__version__}", f"mlflow=={mlflow.__version__}"]
@@ -202,8 +213,12 @@ def register(client, candidate: Candidate, alias: str, job: TrainJob, args, comm
     if created:
         model_id = log_served_model(job, args.models / candidate.setting / f"seed{candidate.best_seed}.keras",
                                     run_id, experiment_id)
-        version = mlflow.register_model(f"models:/{model_id}", candidate.registered, tags=tags)
-        client.update_model_version(candidate.registered, version.version, description(candidate, alias))
+        try:
+            client.get_registered_model(candidate.registered)
+        except mlflow.exceptions.MlflowException:
+            client.create_registered_model(candidate.registered, description=REGISTERED[candidate.registered])
+        version = client.create_model_version(candidate.registered, f"models:/{model_id}", run_id=run_id, tags=tags,
+                                              description=description(candidate, alias), model_id=model_id)
     client.set_registered_model_alias(candidate.registered, alias, version.version)
     return created, {"alias": alias, "version": int(version.version), "setting": candidate.setting,
             "seed": candidate.best_seed, "seeds": list(candidate.val_accuracy),

@@ -177,7 +177,11 @@ def test_a_new_winner_moves_the_alias_and_a_rerun_makes_no_new_version(registry)
     assert champion() == 1 and int(client.get_model_version_by_alias("mnist-cnn", "smoke").version) == 2
     version = client.get_model_version("mnist-cnn", "1")
     assert version.tags["setting"] == "a" and version.tags["val_accuracy_mean"] == "0.900000"
-    assert version.tags["run_id"] == json.loads((args.runs / "a" / "seed0.json").read_text())["run_id"]
+    run_id = json.loads((args.runs / "a" / "seed0.json").read_text())["run_id"]
+    assert version.run_id == version.tags["run_id"] == run_id
+    # the training run's logged models stay its Keras model alone (none here): the served one is apart
+    assert not client.search_logged_models([client.get_run(run_id).info.experiment_id],
+                                           filter_string=f"source_run_id = '{run_id}'")
     assert {"git_commit", "data_md5", "params", "seeds", "test_accuracy_mean"} <= set(version.tags)
     assert len(client.search_model_versions("name = 'mnist-cnn'")) == 2
 
