@@ -117,6 +117,9 @@ def main(argv=None) -> None:
 
     import mlflow
 
+    from pipeline.model.runtime import load_tensorflow
+
+    load_tensorflow()  # before the model loads it: without TensorFlow's C++ chatter on stderr
     mlflow.set_tracking_uri(tracking.tracking_uri(tracking.project_root()))
     uri = resolve(mlflow.MlflowClient(), args.model)
     model = mlflow.pyfunc.load_model(uri)
