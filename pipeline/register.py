@@ -31,6 +31,7 @@ from pipeline.common.outputs import write_json
 from pipeline.common.state_files import read_json
 from pipeline.job import TrainJob, load_job, run_params
 from pipeline.model.datasets import CLASS_NAMES, IMAGE_SIDES
+from pipeline.model.runtime import load_tensorflow
 from pipeline.params.load import load_params
 from pipeline.params.schema import Params, Setting
 from pipeline.preprocess import GRAY_WEIGHTS, read_normalization
@@ -115,11 +116,11 @@ def version_tags(candidate: Candidate, job: TrainJob, run_id: str, experiment_id
     }
 
 
-def description(candidate: Candidate, alias: str) -> str:
+def description(candidate: Candidate) -> str:
     seeds = ", ".join(str(seed) for seed in candidate.val_accuracy)
-    return (f"{candidate.setting} (seed {candidate.best_seed} of {seeds}): the best mean validation accuracy "
-            f"of its dataset, {candidate.val_mean:.4f}; mean test accuracy {candidate.test_mean:.4f}. "
-            + ("A smoke run: fewer epochs or images than the homework's." if alias == SMOKE else ""))
+    return (f"{candidate.setting} (seed {candidate.best_seed} of {seeds}): when registered, the best mean "
+            f"validation accuracy of its kind, {candidate.val_mean:.4f}; mean test accuracy {candidate.test_mean:.4f}."
+            + (" A smoke run: fewer epochs or images than the homework's." if candidate.smoke else ""))
 
 
 def existing_version(client, name: str, tags: dict[str, str]):
@@ -151,6 +152,7 @@ def preprocessing_record(job: TrainJob) -> dict:
 
 def log_served_model(job: TrainJob, model_file: Path, run_id: str, experiment_id: str) -> str:
     """The pyfunc model (Keras model + preprocessing) logged from the training run; its model id."""
+    load_tensorflow()  # without its C++ chatter
     import keras
     import mlflow
     import numpy as np
@@ -218,12 +220,13 @@ def register(client, candidate: Candidate, alias: str, job: TrainJob, args, comm
         except mlflow.exceptions.MlflowException:
             client.create_registered_model(candidate.registered, description=REGISTERED[candidate.registered])
         version = client.create_model_version(candidate.registered, f"models:/{model_id}", run_id=run_id, tags=tags,
-                                              description=description(candidate, alias), model_id=model_id)
+                                              description=description(candidate), model_id=model_id)
     client.set_registered_model_alias(candidate.registered, alias, version.version)
-    return created, {"alias": alias, "version": int(version.version), "setting": candidate.setting,
-            "seed": candidate.best_seed, "seeds": list(candidate.val_accuracy),
-            "val_accuracy_mean": candidate.val_mean, "test_accuracy_mean": candidate.test_mean,
-            "run_id": run_id, "uri": f"models:/{candidate.registered}@{alias}"}
+    entry = {"alias": alias, "version": int(version.version), "setting": candidate.setting,
+             "seed": candidate.best_seed, "seeds": list(candidate.val_accuracy),
+             "val_accuracy_mean": candidate.val_mean, "test_accuracy_mean": candidate.test_mean,
+             "run_id": run_id, "uri": f"models:/{candidate.registered}@{alias}"}
+    return created, entry
 
 
 def main(argv=None) -> None:
