@@ -91,7 +91,8 @@ def test_results_travel_through_a_dvc_remote(pipeline_run, tmp_path):
     # A teammate's checkout: the project's files and dvc.lock (from git), no data, no models.
     teammate = tmp_path / "teammate"
     left_behind = {"data", "jobs", "models", "runs", "predictions", "mlruns", ".dvc/cache", ".dvc/tmp",
-                   "reports/figures", "reports/summary", "reports/report.html", "reports/report.md"}
+                   "reports/figures", "reports/summary", "reports/report.html", "reports/report.md",
+                   "registry"}
     shutil.copytree(repo, teammate, ignore=lambda folder, names: [
         n for n in names if (Path(folder) / n).relative_to(repo).as_posix() in left_behind])
     dvc(teammate, "remote", "add", "--local", "shared", str(remote), env=env)
