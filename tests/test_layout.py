@@ -53,7 +53,8 @@ def test_a_circle_is_found():
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-STAGES = {f"pipeline/{name}.py" for name in ("download", "preprocess", "job", "train", "evaluate", "plot", "report")}
+STAGES = {f"pipeline/{name}.py" for name in ("download", "preprocess", "job", "train", "evaluate", "plot", "report",
+                                                    "register")}
 # Tools that drive stages, and that no stage imports: they may import a stage.
 STAGE_DRIVERS = {"pipeline/training/estimate.py", "pipeline/scaleout/sweep.py", "pipeline/scaleout/cluster.py",
                  "pipeline/scaleout/cluster_setup.py", "pipeline/search/study.py"}

@@ -91,7 +91,8 @@ def test_results_travel_through_a_dvc_remote(pipeline_run, tmp_path):
     # A teammate's checkout: the project's files and dvc.lock (from git), no data, no models.
     teammate = tmp_path / "teammate"
     left_behind = {"data", "jobs", "models", "runs", "predictions", "mlruns", ".dvc/cache", ".dvc/tmp",
-                   "reports/figures", "reports/summary", "reports/report.html", "reports/report.md"}
+                   "reports/figures", "reports/summary", "reports/report.html", "reports/report.md",
+                   "registry"}
     shutil.copytree(repo, teammate, ignore=lambda folder, names: [
         n for n in names if (Path(folder) / n).relative_to(repo).as_posix() in left_behind])
     dvc(teammate, "remote", "add", "--local", "shared", str(remote), env=env)
@@ -99,9 +100,10 @@ def test_results_travel_through_a_dvc_remote(pipeline_run, tmp_path):
     model = seed_path("models", "mnist-k3-s1", suffix=".keras")
     assert (teammate / model).read_bytes() == (repo / model).read_bytes()
     assert (teammate / "data" / "prepared" / "cifar10" / "x_train.npy").exists()
-    # Everything is there but report.md, which is not cached (cache: false) and so not pushed.
+    # Everything is there but report.md and champions.json, not cached (cache: false) and so not pushed.
     status = json.loads(dvc(teammate, "status", "--json", env=env).stdout)
-    assert status == {"report": [{"changed outs": {"reports/report.md": "deleted"}}]}, status
+    assert status == {"report": [{"changed outs": {"reports/report.md": "deleted"}}],
+                      "register": [{"changed outs": {"registry/champions.json": "deleted"}}]}, status
 
 
 def test_mirrored_strategy_trains_on_the_one_cpu(pipeline_run, tmp_path):

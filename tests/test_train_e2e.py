@@ -108,8 +108,9 @@ def edited_copy(pipeline_run, tmp_path_factory):
 def test_editing_one_setting_retrains_only_it(edited_copy):
     copy, status, result = edited_copy
     # DVC names the stages whose own inputs changed: the setting's job (whose new file then
-    # invalidates its trainings) and the report
-    assert [line for line in status.splitlines() if not line.startswith("\t")] == ["job@mnist-k3-s1-l2:", "report:"]
+    # invalidates its trainings), the report and the register step (both read every setting)
+    assert [line for line in status.splitlines() if not line.startswith("\t")] == ["job@mnist-k3-s1-l2:", "report:",
+                                                                                   "register:"]
     ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
     assert [stage for stage in ran if stage.startswith("train@")] == ["train@mnist-k3-s1-l2-0"], ran
     assert not any(stage.startswith(("download@", "preprocess@")) for stage in ran)
@@ -138,7 +139,7 @@ def test_a_shared_edit_retrains_only_the_settings_that_use_the_shared_value(pipe
     (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = dvc(copy, "status", env=env).stdout
     assert {line[:-1] for line in status.splitlines() if line.endswith(":") and not line.startswith("\t")} == {
-        *(f"job@{name}" for name in SETTINGS), "report"}
+        *(f"job@{name}" for name in SETTINGS), "report", "register"}
     ran = [line.split("'")[1] for line in dvc(copy, "repro", env=env).stdout.splitlines()
            if line.startswith("Running stage")]
     assert sorted(stage for stage in ran if stage.startswith("train@")) == sorted(
