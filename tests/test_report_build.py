@@ -113,7 +113,7 @@ def test_a_smoke_run_gives_no_verdict():
     k3, k5 = _result("k3", 3, [0.9], epochs=2, subset=0.2), _result("k5", 5, [0.8], epochs=2, subset=0.2)
     *_, row5 = sweep_table("kernel", [k3, k5], {}).splitlines()
     assert mcnemar(np.arange(TEST_IMAGES) < 800, np.arange(TEST_IMAGES) < 900).verdict == "worse"
-    assert row5.endswith("| none: smoke run | `k5` |")
+    assert row5.endswith("| worse (smoke run: not yet meaningful) | `k5` |")
 
 
 def test_the_homeworks_numbers_sit_only_beside_a_setting_as_the_homework_trained_it():

@@ -77,7 +77,8 @@ def sweep_table(vary: str, results: list[Result], homework: dict[str, list[float
         elif comparison is None:
             verdict = "seeds missing"
         elif is_smoke_run(result.epochs, result.subset) or is_smoke_run(reference.epochs, reference.subset):
-            verdict = "none: smoke run"  # a difference after a few epochs on a share says nothing yet
+            # said beside the verdict, not only in the notes: it is about shorter training than the homework's
+            verdict = f"{comparison.verdict} (smoke run: not yet meaningful)"
         else:
             verdict = comparison.verdict
         missing = f" (seeds {', '.join(map(str, result.missing))} missing)" if result.missing else ""
