@@ -109,7 +109,7 @@ def test_aggregates_per_setting_for_dvc_metrics():
     assert values["test_accuracy_std"] == round(float(np.std([0.98, 0.99], ddof=1)), 6)
 
 
-def test_a_smoke_run_gives_no_verdict():
+def test_a_smoke_runs_verdict_says_beside_it_that_it_means_nothing_yet():
     k3, k5 = _result("k3", 3, [0.9], epochs=2, subset=0.2), _result("k5", 5, [0.8], epochs=2, subset=0.2)
     *_, row5 = sweep_table("kernel", [k3, k5], {}).splitlines()
     assert mcnemar(np.arange(TEST_IMAGES) < 800, np.arange(TEST_IMAGES) < 900).verdict == "worse"
