@@ -39,3 +39,24 @@ def pipeline_run(tmp_path_factory, mirror):
     env = project_env(PIPELINE_DATA_MIRROR=str(mirror))
     result = dvc(repo, "repro", env=env)
     return repo, env, result
+
+
+def _module_fixtures(item) -> set[str]:
+    defs = getattr(item, "_fixtureinfo", None)
+    return {name for name, fixturedefs in (defs.name2fixturedefs.items() if defs else ())
+            if fixturedefs and fixturedefs[-1].scope == "module"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests run side by side (pytest-xdist, `--dist loadgroup`, in pyproject.toml), each worker
+    building the session fixtures it needs. `pipeline_run` (a whole `dvc repro`) is built once: its
+    tests, and those sharing a module fixture with one of them, form one group, which runs on one
+    worker. A module fixture's other tests stay on one worker too, so it is built once."""
+    with_run = {(item.module.__name__, name) for item in items if "pipeline_run" in item.fixturenames
+                for name in _module_fixtures(item)}
+    for item in items:
+        module, shared = item.module.__name__, _module_fixtures(item)
+        if "pipeline_run" in item.fixturenames or any((module, name) in with_run for name in shared):
+            item.add_marker(pytest.mark.xdist_group("pipeline_run"))
+        elif shared:
+            item.add_marker(pytest.mark.xdist_group(module))
