@@ -41,6 +41,11 @@ def pipeline_run(tmp_path_factory, mirror):
     return repo, env, result
 
 
+# Seconds for a test that uses `pipeline_run`, whose time may include building it (pyproject.toml's
+# `timeout` is for the others).
+PIPELINE_RUN_TIMEOUT = 900
+
+
 def _module_fixtures(item) -> set[str]:
     defs = getattr(item, "_fixtureinfo", None)
     return {name for name, fixturedefs in (defs.name2fixturedefs.items() if defs else ())
@@ -58,5 +63,8 @@ def pytest_collection_modifyitems(config, items):
         module, shared = item.module.__name__, _module_fixtures(item)
         if "pipeline_run" in item.fixturenames or any((module, name) in with_run for name in shared):
             item.add_marker(pytest.mark.xdist_group("pipeline_run"))
+        if "pipeline_run" in item.fixturenames and not item.get_closest_marker("timeout"):
+            # whichever of them runs first also builds the fixture (a whole `dvc repro`) in its time
+            item.add_marker(pytest.mark.timeout(PIPELINE_RUN_TIMEOUT))
         elif shared:
             item.add_marker(pytest.mark.xdist_group(module))
