@@ -52,8 +52,10 @@ def _module_fixtures(item) -> set[str]:
             if fixturedefs and fixturedefs[-1].scope == "module"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the marks
 def pytest_collection_modifyitems(config, items):
-    """Tests run side by side (pytest-xdist, `--dist loadgroup`, in pyproject.toml), each worker
+    """Groups for `--dist loadgroup` (pyproject.toml runs `--dist loadscope`: see there), and the
+    time limit of the tests that may build `pipeline_run`. Tests run side by side, each worker
     building the session fixtures it needs. `pipeline_run` (a whole `dvc repro`) is built once: its
     tests, and those sharing a module fixture with one of them, form one group, which runs on one
     worker. A module fixture's other tests stay on one worker too, so it is built once."""
