@@ -39,3 +39,34 @@ def pipeline_run(tmp_path_factory, mirror):
     env = project_env(PIPELINE_DATA_MIRROR=str(mirror))
     result = dvc(repo, "repro", env=env)
     return repo, env, result
+
+
+# Seconds for a test that uses `pipeline_run`, whose time may include building it (pyproject.toml's
+# `timeout` is for the others).
+PIPELINE_RUN_TIMEOUT = 900
+
+
+def _module_fixtures(item) -> set[str]:
+    defs = getattr(item, "_fixtureinfo", None)
+    return {name for name, fixturedefs in (defs.name2fixturedefs.items() if defs else ())
+            if fixturedefs and fixturedefs[-1].scope == "module"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the marks
+def pytest_collection_modifyitems(config, items):
+    """Groups for `--dist loadgroup` (pyproject.toml runs `--dist loadscope`: see there), and the
+    time limit of the tests that may build `pipeline_run`. Tests run side by side, each worker
+    building the session fixtures it needs. `pipeline_run` (a whole `dvc repro`) is built once: its
+    tests, and those sharing a module fixture with one of them, form one group, which runs on one
+    worker. A module fixture's other tests stay on one worker too, so it is built once."""
+    with_run = {(item.module.__name__, name) for item in items if "pipeline_run" in item.fixturenames
+                for name in _module_fixtures(item)}
+    for item in items:
+        module, shared = item.module.__name__, _module_fixtures(item)
+        if "pipeline_run" in item.fixturenames or any((module, name) in with_run for name in shared):
+            item.add_marker(pytest.mark.xdist_group("pipeline_run"))
+        if "pipeline_run" in item.fixturenames and not item.get_closest_marker("timeout"):
+            # whichever of them runs first also builds the fixture (a whole `dvc repro`) in its time
+            item.add_marker(pytest.mark.timeout(PIPELINE_RUN_TIMEOUT))
+        elif shared:
+            item.add_marker(pytest.mark.xdist_group(module))

@@ -86,6 +86,21 @@ def job_file(repo: Path, out: Path, setting: str = "mnist-k3-s1", params: Path |
                 "--params", str(params or repo / "params.yaml")], repo, check=check)
 
 
+def job_without_data(directory: Path, setting: str = "mnist-k3-s1") -> tuple[Path, Path]:
+    """(a fresh checkout in `directory`, the folder of a job file for `setting` there) without
+    running the pipeline: its data is one placeholder array, enough for a train stage that must
+    stop before it loads TensorFlow or any data (an unavailable or refusing tracking store)."""
+    import numpy as np
+
+    repo = copy_project(directory / "project", tiny_params())
+    data = directory / "data"
+    data.mkdir()
+    np.save(data / "x_train.npy", np.zeros((1, 1), np.float32))
+    out = directory / "out"
+    job_file(repo, out, setting, data=data)
+    return repo, out
+
+
 def train_command(out: Path, seed: int = 0) -> list[str]:
     """The train stage's command for the job in `out`/job.json, writing its outputs under `out`."""
     return [sys.executable, "-m", "pipeline.train", str(out / "job.json"), str(seed), str(out / "m.keras"),

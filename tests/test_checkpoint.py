@@ -9,8 +9,6 @@ import pytest
 
 from pipeline.training.checkpoint import Resume, epoch_checkpoint
 
-pytestmark = pytest.mark.e2e  # trains a (one-layer) model
-
 
 class StepLog:
     """Stands in for mlflow: records the step of each epoch's metrics."""

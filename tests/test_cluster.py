@@ -112,6 +112,7 @@ def sweep_runs(url: str) -> list:
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(900)  # two sweeps on a cluster: the longest test
 def test_a_sweep_over_two_dask_workers_survives_a_lost_machine(mirror, tmp_path):
     """Two settings on two workers, one worker's machine lost while it trains: its task runs again
     on the other, each setting ends with one FINISHED run in the server (the lost attempt

@@ -8,6 +8,7 @@ dvc.yaml, so foreach interpolation is DVC's, not ours).
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import fields, is_dataclass
 
@@ -16,7 +17,7 @@ from dvc.dependency.param import ParamsDependency
 from dvc.repo import Repo
 
 from pipeline.params.load import parse_params
-from tests.helpers import REPO, shipped_params
+from tests.helpers import REPO, imported_modules, shipped_params
 
 
 class Recorder:
@@ -77,23 +78,48 @@ def _declared(stage) -> set[str]:
     return declared
 
 
-def _stages():
+@functools.cache
+def _stages() -> dict[str, dict[str, set[str]]]:
+    """Stage module -> {each of its stages (DVC's own expansion of dvc.yaml): its declared params}."""
     with Repo(str(REPO)) as repo:
-        return [(stage.addressing, _declared(stage)) for stage in repo.index.stages]
+        by_module: dict[str, dict[str, set[str]]] = {}
+        for stage in repo.index.stages:
+            by_module.setdefault(stage.addressing.partition("@")[0], {})[stage.addressing] = _declared(stage)
+        return by_module
 
 
-@pytest.mark.parametrize("name,declared", _stages(), ids=[name for name, _ in _stages()])
-def test_stage_declares_every_key_it_reads(name, declared):
+def _selecting(select: bool) -> list[str]:
+    return sorted(m for m in _stages() if hasattr(importlib.import_module(f"pipeline.{m}"), "stage_params") == select)
+
+
+@pytest.mark.parametrize("module", _selecting(True))
+def test_stage_declares_every_key_it_reads(module):
+    """Each stage module once, over every stage dvc.yaml expands from it (each foreach item)."""
     params = parse_params(shipped_params(), "params.yaml")
-    module_name, _, item = name.partition("@")
-    module = importlib.import_module(f"pipeline.{module_name}")
-    seen: set[str] = set()
-    select = getattr(module, "stage_params", None)
-    if select is not None:
-        select(Recorder(params, "", seen), item)
-    read = _leaf_paths(params, seen)
-    undeclared = sorted(p for p in read if not any(p == d or p.startswith(d + ".") for d in declared))
-    assert not undeclared, f"{name} reads {undeclared} but dvc.yaml does not declare them"
+    select = importlib.import_module(f"pipeline.{module}").stage_params
+    problems = []
+    for name, declared in _stages()[module].items():
+        seen: set[str] = set()
+        select(Recorder(params, "", seen), name.partition("@")[2])
+        read = _leaf_paths(params, seen)
+        assert read, f"{name}: stage_params read nothing"
+        undeclared = sorted(p for p in read if not any(p == d or p.startswith(d + ".") for d in declared))
+        if undeclared:
+            problems.append(f"{name} reads {undeclared} but dvc.yaml does not declare them")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("module", _selecting(False))
+def test_a_stage_that_selects_no_params_reads_no_params_file(module):
+    """train, evaluate and download get their values from their inputs (a job file, the command
+    line), not from params.yaml: they import no params loader, and dvc.yaml declares none."""
+    assert "pipeline/params/load.py" not in imported_modules(REPO / f"pipeline/{module}.py")
+    assert not any(_stages()[module].values()), f"dvc.yaml declares params for {module}, which reads none"
+
+
+def test_every_stage_module_is_checked():
+    assert len(_selecting(True)) >= 4 and len(_selecting(False)) >= 3
+    assert set(_selecting(True)) | set(_selecting(False)) == set(_stages())
 
 
 def test_recorder_catches_an_undeclared_read():

@@ -12,12 +12,11 @@ import pytest
 
 from pipeline.common.errors import PipelineError
 from pipeline.common.outputs import atomic_dir, atomic_file, write_json
-from tests.helpers import free_port, job_file, project_env, train_command
+from tests.helpers import free_port, job_without_data, project_env, train_command
 
 
-def _train(repo, tmp_path, env):
-    out = tmp_path / "out"
-    job_file(repo, out)
+def _train(tmp_path, env):
+    repo, out = job_without_data(tmp_path)
     command = train_command(out)
     started = time.monotonic()
     result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
@@ -35,10 +34,10 @@ def _unwritable_sqlite(tmp_path) -> str:
     (lambda tmp_path: f"http://127.0.0.1:{free_port()}", "tracking server {uri} is unreachable ("),
     (_unwritable_sqlite, "tracking store {uri} is not writable ("),
 ], ids=["server-down", "sqlite-unwritable"])
-def test_unavailable_store_fails_fast_naming_the_uri(pipeline_run, tmp_path, make_uri, problem):
-    repo, _, _ = pipeline_run
+def test_unavailable_store_fails_fast_naming_the_uri(tmp_path, make_uri, problem):
+    """Checked before TensorFlow or the data load: a job file is all it takes (no pipeline run)."""
     uri = make_uri(tmp_path)
-    result, seconds, out = _train(repo, tmp_path, project_env(MLFLOW_TRACKING_URI=uri))
+    result, seconds, out = _train(tmp_path, project_env(MLFLOW_TRACKING_URI=uri))
     assert result.returncode == 1
     assert result.stderr.startswith("error: " + problem.format(uri=uri))
     assert result.stderr.count("\n") == 1 and seconds < 30 and [p.name for p in out.iterdir()] == ["job.json"]

@@ -15,7 +15,7 @@ import pytest
 
 from tests.helpers import REPO, VENV_BIN, copy_project, dvc, estimated, keep_settings, project_env, shipped_params
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # three `make repro`s on a fresh project
 
 SETTINGS = ("mnist-k3-s1", "mnist-k3-s1-l2")
 MAKE = ["make", "--no-print-directory"]

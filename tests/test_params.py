@@ -167,6 +167,23 @@ def test_stage_prints_one_line_without_traceback(tmp_path):
     assert result.stderr == f"error: {bad}: train.epochs: Input should be greater than 0 (got 0)\n"
 
 
+def test_the_job_stage_checks_every_setting_before_writing_its_job(tmp_path):
+    """The job stage, the first to read a setting, stops on a bad other one with the one line;
+    nothing is written (its data directory is never reached)."""
+    raw = copy.deepcopy(SHIPPED)
+    raw["settings"]["mnist-k3-s1"]["strides"] = 40
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(raw, sort_keys=False))
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "pipeline.job", "cifar10-k3-s1", str(tmp_path / "nodata"),
+                             str(out / "job.json"), "--params", str(bad)], cwd=REPO, env=project_env(),
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr == (f"error: {bad}: settings.mnist-k3-s1: kernel 3 with strides 40 shrinks the "
+                             "feature map to nothing at layer max_pooling2d_1\n")
+    assert not out.exists()
+
+
 def _cli_cases():
     for mutate, key, problem in BAD_VALUES:
         raw = copy.deepcopy(SHIPPED)

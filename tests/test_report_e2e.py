@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+import yaml
 
 from pipeline.reporting.figure_names import FIGURES
 from pipeline.reporting.stats import mcnemar
@@ -117,9 +118,17 @@ def test_report_logged_as_a_run_of_its_own_experiment(pipeline_run):
 def test_artifacts_live_under_mlruns_artifacts(pipeline_run):
     repo, _, _ = pipeline_run
     run = runs_by_setting(repo)["mnist-k3-s1"]
-    figures = repo / "mlruns" / "artifacts" / "mnist-cnn" / run.info.run_id / "artifacts" / "figures"
-    assert (figures / "learning_curves.png").exists()
-    assert list((repo / "mlruns" / "artifacts" / "mnist-cnn" / "models").glob("*/artifacts/MLmodel"))
+    root = repo / "mlruns" / "artifacts" / "mnist-cnn"
+    assert run.info.artifact_uri == (root / run.info.run_id / "artifacts").as_uri()
+    figures = root / run.info.run_id / "artifacts" / "figures"
+    # the figures logged are the ones the plot stage wrote, byte for byte, every one of them
+    for figure in FIGURES:
+        logged = (figures / f"{figure}.png").read_bytes()
+        assert logged == (repo / "reports" / "figures" / "mnist-k3-s1" / f"{figure}.png").read_bytes(), figure
+    # one logged model for the run, stored beside the runs, and it is this run's
+    models = [yaml.safe_load(path.read_text()) for path in root.glob("models/*/artifacts/MLmodel")]
+    assert [model["run_id"] for model in models].count(run.info.run_id) == 1
+    assert all(model["run_id"] in {r.info.run_id for r in runs_by_setting(repo).values()} for model in models)
 
 
 def test_dvc_plots_and_metrics_show(pipeline_run):

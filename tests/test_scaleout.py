@@ -32,6 +32,7 @@ pytestmark = pytest.mark.e2e
 QUEUED = ("mnist-k3-s1", "mnist-k3-s1-l2")
 
 
+@pytest.mark.timeout(900)  # a whole pipeline, two trainings side by side
 def test_make_sweep_trains_each_run_once_with_two_workers_and_gathers_them(mirror, tmp_path):
     """`make sweep JOBS=2`: DVC's experiment queue with two workers, every run into the project's
     one store, then the results gathered from DVC's run cache (no training twice) and reported."""

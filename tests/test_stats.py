@@ -58,7 +58,13 @@ def test_welch_on_separated_and_on_overlapping_seeds():
 
 
 def test_identical_reruns_give_no_evidence_unless_they_differ():
-    assert welch([0.5, 0.5], [0.5, 0.5]).verdict == "within noise"
+    same = welch([0.5, 0.5], [0.5, 0.5])
+    assert same.verdict == "within noise" and same.p_value == 1.0 and same.difference == 0.0
+    # deterministic reruns on both sides (no spread) that differ: no t-test to run, a certain difference
+    apart = welch([0.6, 0.6], [0.5, 0.5])
+    assert apart.p_value == 0.0 and apart.difference == pytest.approx(0.1) and apart.verdict == "better"
+    assert (apart.ci_low, apart.ci_high) == pytest.approx((0.1, 0.1))
+    assert welch([0.5, 0.5], [0.6, 0.6]).verdict == "worse"
 
 
 def test_one_seed_has_a_mean_and_no_spread_to_diff_or_show():

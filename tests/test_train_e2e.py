@@ -126,8 +126,9 @@ def test_editing_one_setting_retrains_only_it(edited_copy):
 
 def test_a_shared_edit_retrains_only_the_settings_that_use_the_shared_value(pipeline_run, tmp_path):
     """train.learning_rate halved, while the MNIST settings now set their own (the old shared value;
-    both, as their l2 sweep may vary l2 only): every job is re-resolved, and every setting retrains
-    but those two, whose job files stay the same."""
+    both, as their l2 sweep may vary l2 only): every job is re-resolved, and every setting's training
+    is out of date but those two, whose job files stay the same. Only the job stages run: which
+    trainings DVC would run next is what `dvc status` says once the job files are rewritten."""
     repo, env, _ = pipeline_run
     copy = tmp_path / "project"
     shutil.copytree(repo, copy, symlinks=True)
@@ -137,30 +138,19 @@ def test_a_shared_edit_retrains_only_the_settings_that_use_the_shared_value(pipe
         params["settings"][name]["learning_rate"] = params["train"]["learning_rate"]
     params["train"]["learning_rate"] /= 2
     (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = dvc(copy, "status", env=env).stdout
-    assert {line[:-1] for line in status.splitlines() if line.endswith(":") and not line.startswith("\t")} == {
-        *(f"job@{name}" for name in SETTINGS), "report", "register"}
-    ran = [line.split("'")[1] for line in dvc(copy, "repro", env=env).stdout.splitlines()
+
+    def out_of_date() -> set[str]:
+        status = dvc(copy, "status", env=env).stdout
+        return {line[:-1] for line in status.splitlines() if line.endswith(":") and not line.startswith("\t")}
+
+    assert out_of_date() == {*(f"job@{name}" for name in SETTINGS), "report", "register"}
+    ran = [line.split("'")[1] for line in dvc(copy, "repro", "--glob", "job@*", env=env).stdout.splitlines()
            if line.startswith("Running stage")]
-    assert sorted(stage for stage in ran if stage.startswith("train@")) == sorted(
-        f"train@{name}-0" for name in SETTINGS if name not in own)
+    assert sorted(ran) == sorted(f"job@{name}" for name in SETTINGS)
+    assert {stage for stage in out_of_date() if stage.startswith("train@")} == {
+        f"train@{name}-0" for name in SETTINGS if name not in own}
     job = json.loads((copy / "jobs" / "cifar10-k3-s1.json").read_text())
     assert job["train"]["learning_rate"] == params["train"]["learning_rate"]
-
-
-def test_invalid_setting_fails_before_training(pipeline_run, tmp_path):
-    """The job stage, the first to read a setting, stops with the one line; nothing is written."""
-    repo, _, _ = pipeline_run
-    params = tiny_params()
-    params["settings"]["mnist-k3-s1"]["strides"] = 40
-    bad = tmp_path / "params.yaml"
-    bad.write_text(yaml.safe_dump(params, sort_keys=False))
-    out = tmp_path / "out"
-    result = job_file(repo, out, "cifar10-k3-s1", bad, check=False)
-    assert result.returncode == 1
-    assert result.stderr == (f"error: {bad}: settings.mnist-k3-s1: kernel 3 with strides 40 shrinks the "
-                             "feature map to nothing at layer max_pooling2d_1\n")
-    assert not out.exists()
 
 
 def test_nan_loss_ends_run_failed(pipeline_run, tmp_path):
@@ -244,7 +234,7 @@ def test_interrupted_dvc_repro_resumes_and_completes_the_stage(pipeline_run, tmp
     copy = tmp_path / "project"
     shutil.copytree(repo, copy, symlinks=True)
     params = yaml.safe_load((copy / "params.yaml").read_text())
-    params["train"].update(epochs=4, batch_size=1)  # a few seconds per fixture epoch: time to interrupt
+    params["train"].update(epochs=8, batch_size=4)  # epochs left to interrupt once two are logged
     (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     client = mlflow_client(copy)
     before = {r.info.run_id for r in client.search_runs([e.experiment_id for e in client.search_experiments()])}
@@ -261,7 +251,7 @@ def test_interrupted_dvc_repro_resumes_and_completes_the_stage(pipeline_run, tmp
     killed = client.get_run(run_id)
     assert killed.info.status == "KILLED" and killed.data.tags["failure_reason"] == "interrupted (Ctrl-C)"
     done = len(client.get_metric_history(run_id, "loss"))
-    assert 2 <= done < 4
+    assert 2 <= done < 8
     assert not (copy / seed_path("models", "mnist-k3-s1", suffix=".keras")).exists()
     assert not (copy / seed_path("runs", "mnist-k3-s1")).exists()
     assert stage in dvc(copy, "status", stage, env=env).stdout
@@ -271,8 +261,8 @@ def test_interrupted_dvc_repro_resumes_and_completes_the_stage(pipeline_run, tmp
     finished = client.get_run(run_id)
     assert finished.info.status == "FINISHED" and "failure_reason" not in finished.data.tags
     for metric in ("loss", "val_accuracy"):
-        assert [m.step for m in client.get_metric_history(run_id, metric)] == [1, 2, 3, 4]
+        assert [m.step for m in client.get_metric_history(run_id, metric)] == list(range(1, 9))
     assert json.loads((copy / seed_path("runs", "mnist-k3-s1")).read_text())["run_id"] == run_id
-    assert len((copy / seed_path("plots/history", "mnist-k3-s1", suffix=".csv")).read_text().splitlines()) == 5
+    assert len((copy / seed_path("plots/history", "mnist-k3-s1", suffix=".csv")).read_text().splitlines()) == 9
     assert "up to date" in dvc(copy, "status", stage, env=env).stdout
     assert not (copy / ".dvc" / "tmp" / "train-backup" / "mnist-k3-s1" / "seed0").exists()
