@@ -34,11 +34,11 @@ def _model():
 
 def test_an_earlier_attempts_model_is_deleted_before_the_new_one_is_logged():
     mlflow = FakeMlflow(["m-old"])
-    log_model(mlflow, _model(), np.zeros((5, 3), np.float32), "r1", "7")
-    assert mlflow.events == [("search", ("7",), "source_run_id = 'r1'"), ("delete", "m-old"), ("log", "model")]
+    log_model(mlflow, _model(), "s-seed0", np.zeros((5, 3), np.float32), "r1", "7")
+    assert mlflow.events == [("search", ("7",), "source_run_id = 'r1'"), ("delete", "m-old"), ("log", "s-seed0")]
 
 
 def test_a_first_attempt_deletes_nothing():
     mlflow = FakeMlflow([])
-    log_model(mlflow, _model(), np.zeros((5, 3), np.float32), "r1", "7")
+    log_model(mlflow, _model(), "s-seed0", np.zeros((5, 3), np.float32), "r1", "7")
     assert [event[0] for event in mlflow.events] == ["search", "log"]

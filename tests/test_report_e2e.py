@@ -25,8 +25,8 @@ def test_test_metrics_in_files_and_runs(pipeline_run):
     for name in SETTINGS:
         evaluation = json.loads((repo / seed_path("metrics/eval", name)).read_text())
         metrics = runs[name].data.metrics
-        assert metrics["test_accuracy"] == evaluation["test_accuracy"]
-        assert metrics["test_loss"] == evaluation["test_loss"]
+        assert metrics["test_accuracy"] == float(f"{evaluation['test_accuracy']:.4g}")  # MLflow's: 4 digits
+        assert metrics["test_loss"] == float(f"{evaluation['test_loss']:.4g}")
         assert len(evaluation["per_class_accuracy"]) == 10
         confusion = (repo / seed_path("plots/confusion", name, suffix=".csv")).read_text().splitlines()
         assert confusion[0] == "actual,predicted" and len(confusion) == 101  # 100 fixture test images
@@ -125,10 +125,12 @@ def test_artifacts_live_under_mlruns_artifacts(pipeline_run):
     for figure in FIGURES:
         logged = (figures / f"{figure}.png").read_bytes()
         assert logged == (repo / "reports" / "figures" / "mnist-k3-s1" / f"{figure}.png").read_bytes(), figure
-    # one logged model for the run, stored beside the runs, and it is this run's
+    # one logged model for the run, stored beside the runs, and it is this run's (the register
+    # stage's served models, logged apart from any run, carry no run id)
     models = [yaml.safe_load(path.read_text()) for path in root.glob("models/*/artifacts/MLmodel")]
-    assert [model["run_id"] for model in models].count(run.info.run_id) == 1
-    assert all(model["run_id"] in {r.info.run_id for r in runs_by_setting(repo).values()} for model in models)
+    trained = [model["run_id"] for model in models if "run_id" in model]
+    assert trained.count(run.info.run_id) == 1
+    assert set(trained) <= {r.info.run_id for r in runs_by_setting(repo).values()}
 
 
 def test_dvc_plots_and_metrics_show(pipeline_run):
