@@ -19,7 +19,7 @@ import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -140,20 +140,24 @@ def relocate_store(root: Path) -> str | None:
     new = f"{store_dir(root).as_uri()}/"
     with sqlite3.connect(db, timeout=30) as connection:
         tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        found = connection.execute("SELECT artifact_location FROM experiments WHERE artifact_location LIKE "
-                                   "'file://%/mlruns/artifacts/%'").fetchone() if "experiments" in tables else None
+        ours = (*EXPERIMENTS.values(), REPORT_EXPERIMENT)  # not a user's experiment stored elsewhere
+        found = None if "experiments" not in tables else connection.execute(
+            f"SELECT artifact_location FROM experiments WHERE name IN ({', '.join('?' * len(ours))}) AND "
+            "artifact_location LIKE 'file://%/mlruns/artifacts/%'", ours).fetchone()
         if found is None:
             return None
-        old = found[0][: found[0].index("/mlruns/") + len("/mlruns/")]
+        # the last /mlruns/artifacts/: the project's own folder may have "mlruns" in its path
+        old = found[0][: found[0].rindex("/mlruns/artifacts/") + len("/mlruns/")]
         if old == new:
             return None
-        # the same folder also as a plain path (MLflow's Default experiment is stored so)
-        for before, after in ((old, new), (old.removeprefix("file://"), new.removeprefix("file://"))):
+        # the same folder also as a plain path (MLflow's Default experiment is stored so, unescaped)
+        plain = (unquote(old.removeprefix("file://")), unquote(new.removeprefix("file://")))
+        for before, after in ((old, new), plain):
             for table, column in PATH_COLUMNS:
                 if table in tables:
                     connection.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE "
                                        f"substr({column}, 1, ?) = ?", (after, len(before) + 1, len(before), before))
-    return old.removeprefix("file://").removesuffix("/mlruns/")
+    return unquote(old.removeprefix("file://")).removesuffix("/mlruns/")
 
 
 def connect(root: Path) -> str:
@@ -199,8 +203,12 @@ def missing_from_store(run_files) -> list[tuple[Path, str]]:
     for run_file in run_files:
         run_id = run_id_of(run_file)
         try:
-            client.get_run(run_id)
-        except mlflow.exceptions.MlflowException:
+            gone = client.get_run(run_id).info.lifecycle_stage == "deleted"
+        except mlflow.exceptions.MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # a server that fails is no missing run
+                raise
+            gone = True
+        if gone:
             missing.append((Path(run_file), run_id))
     return missing
 

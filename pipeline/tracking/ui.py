@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -48,18 +49,23 @@ def ui(root, port: int) -> int:
         links.append(f"{name}: {runs_page(base, experiment.experiment_id)}")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(root),
                "--host", "127.0.0.1", "--port", str(port)]
-    # the server's job runner serves GenAI features only: fewer processes, no log noise
-    server = subprocess.Popen(command, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    # The server's job runner serves GenAI features only: fewer processes, no log noise. A session
+    # of its own: mlflow ui runs its web server as a child, which a signal to the mlflow process
+    # alone would leave holding the port.
+    server = subprocess.Popen(command, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                              start_new_session=True)
     try:
         if not answers(f"{base}/health", server):
-            raise PipelineError(f"mlflow ui stopped before it answered on {base} (exit {server.returncode}): "
-                                f"if port {port} is taken, use another: python -m pipeline.tracking.ui --port N")
+            raise PipelineError(f"mlflow ui did not answer on {base} (exit {server.poll()}): if port {port} is "
+                                f"taken, use another: python -m pipeline.tracking.ui --port N")
         print("\n".join(links), file=sys.stderr, flush=True)
         return server.wait()
     except KeyboardInterrupt:
-        server.terminate()
-        server.wait()
         return 0
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait()
 
 
 def answers(url: str, server: subprocess.Popen, timeout: float = 300) -> bool:

@@ -144,15 +144,17 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     root = Path.cwd()
+    stale = stale_runs(root, params)
+    # before any training: the stages after training add to the recorded runs they keep (a run
+    # that is trained again gets a new one)
     recorded = [path for name in params.settings for seed in params.seeds
-                if (path := Path("runs") / name / f"seed{seed}.json").exists()]
-    if recorded:  # before any stage runs: the stages after training add to these runs
+                if (name, seed) not in stale and (path := Path("runs") / name / f"seed{seed}.json").exists()]
+    if recorded:
         from pipeline.tracking import store as tracking
 
         tracking.connect(tracking.project_root())
         if missing := tracking.missing_from_store(recorded):
             raise tracking.missing_runs_error(missing)
-    stale = stale_runs(root, params)
     if not stale:
         print("dvc repro: no setting needs training", file=sys.stderr)
         return
