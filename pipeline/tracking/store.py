@@ -19,7 +19,7 @@ import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -27,6 +27,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pipeline.common import cli
 from pipeline.common.errors import PipelineError, redact
 from pipeline.common.state_files import read_json
+from pipeline.tracking.relocate import relocate_store
 
 EXPERIMENTS = {"mnist": "mnist-cnn", "cifar10": "cifar10-gray-cnn"}
 REPORT_EXPERIMENT = "hw2-report"  # apart from the training runs: no empty rows in their metric charts
@@ -123,49 +124,13 @@ def experiment_id(name: str, root: Path) -> str:
         return mlflow.get_experiment_by_name(name).experiment_id
 
 
-# Where the project's own SQLite store records a path into its folder. MLflow stores them absolute
-# (file:///.../mlruns/artifacts/...), so a moved or copied project's store points at the old folder.
-PATH_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
-                ("logged_models", "artifact_location"), ("model_versions", "source"),
-                ("model_versions", "storage_location"))
-
-
-def relocate_store(root: Path) -> str | None:
-    """Point the project store's artifact paths into this folder's mlruns/ again, once the project
-    was moved or copied (MLflow has no relative artifact root for a file store, and its proxied
-    artifacts need a server to log through); the old folder, or None where nothing pointed away."""
-    db = store_dir(root) / "mlflow.db"
-    if not db.exists():
-        return None
-    new = f"{store_dir(root).as_uri()}/"
-    with sqlite3.connect(db, timeout=30) as connection:
-        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        ours = (*EXPERIMENTS.values(), REPORT_EXPERIMENT)  # not a user's experiment stored elsewhere
-        found = None if "experiments" not in tables else connection.execute(
-            f"SELECT artifact_location FROM experiments WHERE name IN ({', '.join('?' * len(ours))}) AND "
-            "artifact_location LIKE 'file://%/mlruns/artifacts/%'", ours).fetchone()
-        if found is None:
-            return None
-        # the last /mlruns/artifacts/: the project's own folder may have "mlruns" in its path
-        old = found[0][: found[0].rindex("/mlruns/artifacts/") + len("/mlruns/")]
-        if old == new:
-            return None
-        # the same folder also as a plain path (MLflow's Default experiment is stored so, unescaped)
-        plain = (unquote(old.removeprefix("file://")), unquote(new.removeprefix("file://")))
-        for before, after in ((old, new), plain):
-            for table, column in PATH_COLUMNS:
-                if table in tables:
-                    connection.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE "
-                                       f"substr({column}, 1, ?) = ?", (after, len(before) + 1, len(before), before))
-    return unquote(old.removeprefix("file://")).removesuffix("/mlruns/")
-
-
 def connect(root: Path) -> str:
     """Check the project store, point MLflow at it (its artifact paths into this folder), and
     create both experiments."""
     uri = tracking_uri(root)
     check_store(uri)
-    if uri == project_store_uri(root) and (moved_from := relocate_store(root)):
+    if uri == project_store_uri(root) and (moved_from := relocate_store(
+            store_dir(root), (*EXPERIMENTS.values(), REPORT_EXPERIMENT))):
         print(f"tracking store: artifact paths moved from {moved_from} to {root} (the project was moved "
               "or copied)", file=sys.stderr)
     import mlflow
