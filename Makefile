@@ -43,10 +43,11 @@ sweep: setup
 # An Optuna study over the space `search.$(NAME)` of params.yaml (pipeline/search/study.py), on the
 # prepared data's training and validation splits; resumes where it stopped. The best trial lands in
 # params.yaml as the setting <base>-searched and the sweep $(NAME); `make repro` then trains and judges it.
+# JOBS=N: N trials side by side, each in a worker process (a GPU box or a many-core CPU).
 search: setup
 	$(if $(NAME),,$(error NAME=<entry>: a key under search: in params.yaml))
 	python -m pipeline.tracking init
-	python -m pipeline.search.study $(NAME)
+	python -m pipeline.search.study $(NAME) $(if $(JOBS),--jobs $(JOBS))
 
 # Back to the homework's size in params.yaml (the values `make quick` replaced); `make repro`
 # then trains it, after saying how long that takes.
@@ -57,10 +58,10 @@ test: setup
 	ruff check .
 	python -m pytest
 
-# The project's tracking store (see pipeline/tracking/store.py), on http://127.0.0.1:5000; prints a
+# The project's tracking store (see pipeline/tracking/store.py), on http://127.0.0.1:5000 (PORT=N for another); prints a
 # link to each experiment's runs
 ui: setup
-	python -m pipeline.tracking.ui
+	python -m pipeline.tracking.ui $(if $(PORT),--port $(PORT))
 
 # Re-pin the whole tree after editing requirements.txt.
 lock:

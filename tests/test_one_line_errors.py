@@ -200,3 +200,19 @@ def test_a_broken_normalization_record_is_one_line(tmp_path, text):
     status, stderr = run_stage(lambda argv: read_normalization(tmp_path))
     assert_one_line_naming(tmp_path / "normalization.json", status, stderr)
     assert "dvc repro preprocess@" in stderr
+
+
+def test_make_ui_on_a_port_another_program_listens_on_is_one_line(tmp_path, monkeypatch):
+    """Else the health check would find the other server and the links would open it."""
+    import socket
+
+    from pipeline.tracking import ui
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        monkeypatch.chdir(tmp_path)  # no store: the port is checked before anything is opened
+        status, stderr = run_stage(ui.main, ["--port", str(port)])
+    assert status == 1 and stderr.count("\n") == 1, stderr
+    assert stderr.startswith(f"error: port {port}: address already in use") and f"make ui PORT={port + 1}" in stderr

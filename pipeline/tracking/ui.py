@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,6 +39,7 @@ def ui(root, port: int) -> int:
     SIGTERM stops it quietly: a server has no outputs to leave half-written."""
     import mlflow
 
+    refuse_taken(port)
     connect(root)
     client = mlflow.MlflowClient()
     base = f"http://127.0.0.1:{port}"
@@ -56,8 +58,7 @@ def ui(root, port: int) -> int:
                               start_new_session=True)
     try:
         if not answers(f"{base}/health", server):
-            raise PipelineError(f"mlflow ui did not answer on {base} (exit {server.poll()}): if port {port} is "
-                                f"taken, use another: python -m pipeline.tracking.ui --port N")
+            raise PipelineError(f"mlflow ui did not answer on {base} (exit {server.poll()}): its error is above")
         print("\n".join(links), file=sys.stderr, flush=True)
         return server.wait()
     except KeyboardInterrupt:
@@ -66,6 +67,18 @@ def ui(root, port: int) -> int:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait()
+
+
+def refuse_taken(port: int) -> None:
+    """A port something already listens on (an earlier `make ui`, another program) would answer our
+    health check for a server not ours, and the links would open that."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a closing socket is no owner
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise PipelineError(f"port {port}: {exc.strerror.lower()} (an earlier `make ui` still running, or another "
+                                f"program): stop it, or use another port: make ui PORT={port + 1}") from None
 
 
 def answers(url: str, server: subprocess.Popen, timeout: float = 300) -> bool:
