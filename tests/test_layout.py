@@ -57,7 +57,7 @@ STAGES = {f"pipeline/{name}.py" for name in ("download", "preprocess", "job", "t
                                                     "register")}
 # Tools that drive stages, and that no stage imports: they may import a stage.
 STAGE_DRIVERS = {"pipeline/training/estimate.py", "pipeline/scaleout/sweep.py", "pipeline/scaleout/cluster.py",
-                 "pipeline/scaleout/cluster_setup.py", "pipeline/search/study.py"}
+                 "pipeline/scaleout/cluster_setup.py", "pipeline/search/trial.py"}
 
 
 def test_packages_import_no_stage_and_common_imports_nothing_else():

@@ -42,7 +42,7 @@ def enqueue(repo: Path, *learning_rates: float) -> None:
     import optuna
 
     from pipeline.params.load import load_search
-    from pipeline.search.study import open_study
+    from pipeline.search.storage import open_study
 
     params, entry = load_search(repo / "params.yaml", "tiny")
     (repo / ".dvc" / "tmp" / "search").mkdir(parents=True, exist_ok=True)
@@ -58,6 +58,8 @@ def running_trials(repo: Path) -> set[int]:
     import sqlite3
 
     db = repo / ".dvc" / "tmp" / "search" / "tiny.db"
+    if not db.exists():  # the study not created yet
+        return set()
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)) as connection:
         return {number for (number,) in connection.execute(
             "SELECT number FROM trials JOIN trial_user_attributes USING (trial_id) WHERE state = 'RUNNING' "
@@ -66,7 +68,7 @@ def running_trials(repo: Path) -> set[int]:
 
 def trials(repo: Path):
     from pipeline.params.load import load_search
-    from pipeline.search.study import open_study
+    from pipeline.search.storage import open_study
 
     params, entry = load_search(repo / "params.yaml", "tiny")
     return open_study("tiny", entry, params, repo)[0].get_trials(deepcopy=False)
@@ -171,6 +173,56 @@ def test_ctrl_c_stops_at_a_safe_point_and_the_trial_runs_again(project):
     assert any(t.state == TrialState.WAITING and t.user_attrs.get("retry_of") == 1 for t in by_number.values())
 
 
+def lock_is_free(repo: Path) -> bool:
+    """Whether no process holds the study's lock: the driver and every worker (they inherit it) gone."""
+    import fcntl
+
+    with open(repo / ".dvc" / "tmp" / "search" / "tiny.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
+@pytest.mark.e2e
+def test_jobs_run_trials_side_by_side_and_a_killed_driver_stops_its_workers(project):
+    """JOBS=2: two worker processes train at once. SIGKILL to the driver alone (its workers are in
+    sessions of their own) still stops them: each queues its trial again; the rerun finishes exactly
+    the entry's 3 trials under the same study run."""
+    from optuna.trial import TrialState
+
+    command = [*study_command(), "--jobs", "2"]
+    search = subprocess.Popen(command, cwd=project, env=project_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while len(running_trials(project)) < 2:
+            assert search.poll() is None and time.monotonic() < deadline, search.stderr.read()
+            time.sleep(0.1)
+    finally:
+        search.kill()
+        search.wait()
+    deadline = time.monotonic() + 120
+    while not lock_is_free(project):
+        assert time.monotonic() < deadline, "the workers outlived their driver"
+        time.sleep(0.2)
+    interrupted = [t for t in trials(project) if t.user_attrs.get("interrupted")]
+    assert len(interrupted) == 2 and all(t.state == TrialState.FAIL for t in interrupted)
+
+    result = run(command, project)
+    assert "2 side by side" in result.stderr, result.stderr
+    after = trials(project)
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in after) == 3, result.stderr
+    for trial in interrupted:
+        retry = next(t for t in after if t.user_attrs.get("retry_of") == trial.number)
+        assert retry.params == trial.params and retry.state != TrialState.WAITING
+    runs = trial_runs(project)
+    assert {r.data.tags["worker"] for r in runs} == {"0", "1"}
+    assert len({r.data.tags["mlflow.parentRunId"] for r in runs}) == 1
+    assert "mnist-k3-s1-searched" in load_params(project / "params.yaml").settings
+
+
 def test_missing_prepared_data_is_one_line_naming_the_command(tmp_path, monkeypatch):
     from pipeline.search import study
 
@@ -264,7 +316,7 @@ def test_every_value_the_shipped_space_draws_trains_a_valid_setting():
     import optuna
 
     from pipeline.params.load import load_search
-    from pipeline.search.study import sample, trial_job
+    from pipeline.search.trial import sample, trial_job
     from tests.helpers import REPO
 
     params, entry = load_search(REPO / "params.yaml", "mnist-k3")
@@ -283,7 +335,8 @@ def test_a_cifar_space_chooses_dropout_triples(tmp_path):
     import optuna
 
     from pipeline.params.load import load_search
-    from pipeline.search.study import best_values, sample
+    from pipeline.search.study import best_values
+    from pipeline.search.trial import sample
 
     params = search_params({**ENTRY, "base": "cifar10-k3-s1",
                             "space": {"dropout": {"choices": [[0.1, 0.2, 0.3], [0.2, 0.3, 0.4]]}}})

@@ -1,0 +1,102 @@
+"""Where a study lives: .dvc/tmp/search/<entry>.db (Optuna's SQLite storage), one driver at a time
+(a lock its workers inherit), and what a kill left behind repaired before the study goes on."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from pipeline.common.errors import PipelineError
+from pipeline.params.schema import Params, resolved, setting_values
+from pipeline.params.space import SearchEntry
+
+
+def storage_path(root: Path, name: str) -> Path:
+    return root / ".dvc" / "tmp" / "search" / f"{name}.db"
+
+
+def study_name(name: str, entry: SearchEntry, params: Params) -> str:
+    """The entry's name and a digest of what its trials train: a changed entry is a new study."""
+    what = {"entry": asdict(entry), "base": setting_values(*resolved(params, entry.base))}
+    return f"{name}-{hashlib.md5(json.dumps(what, sort_keys=True, default=list).encode()).hexdigest()[:8]}"
+
+
+def values_of(trial) -> dict:
+    """A stored trial's values: those it drew, and those it was queued with (an interrupted retry,
+    or a trial queued by hand with Study.enqueue_trial) but had not drawn yet."""
+    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+
+
+def counted(trial) -> bool:
+    """A finished trial: complete, pruned, or failed on its own (not stopped by Ctrl-C or a kill)."""
+    from optuna.trial import TrialState
+
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+        trial.state == TrialState.FAIL and not trial.user_attrs.get("interrupted"))
+
+
+def recover(study, storage, client) -> list[int]:
+    """After a kill: the trials left RUNNING (no process runs the study now: the lock) are failed as
+    interrupted and queued again with their values; their MLflow runs end KILLED."""
+    from optuna.trial import TrialState
+
+    again = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        queued = trial.user_attrs.get("interrupted")  # by Ctrl-C, which queued it already
+        storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        values = values_of(trial)
+        if not queued and values:  # none: killed before its values were drawn, nothing to repeat
+            study.enqueue_trial(values, user_attrs={"retry_of": trial.number})
+        run_id = trial.user_attrs.get("mlflow_run")
+        if run_id and run_exists(client, run_id):
+            client.set_tag(run_id, "state", "interrupted")
+            client.set_terminated(run_id, "KILLED")
+        again.append(trial.number)
+    return again
+
+
+@contextlib.contextmanager
+def only_process(path: Path, name: str):
+    """One driver per study: a second one would take the first one's running trials for killed ones.
+    Yields the lock's file descriptor: the driver's workers inherit it, so that the lock is held
+    until the last of them has exited, even if the driver was killed first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PipelineError(f"search {name}: another process runs this study ({path}); wait for it or "
+                                "stop it") from None
+        yield lock.fileno()
+
+
+def open_study(name: str, entry: SearchEntry, params: Params, root: Path, worker: int = 0):
+    """The study, its storage and path. Each worker's sampler has its own seed (the entry's plus its
+    number): with one seed, workers starting together would propose the same values."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path = storage_path(root, name)
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=entry.startup_trials) if entry.pruner == "median"
+              else optuna.pruners.NopPruner())
+    # Workers write to one SQLite file: wait for another's write rather than fail on the lock.
+    storage = optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 60}})
+    return optuna.create_study(storage=storage, study_name=study_name(name, entry, params),
+                               direction=entry.direction, sampler=optuna.samplers.TPESampler(seed=entry.seed + worker),
+                               pruner=pruner, load_if_exists=True), storage, path
+
+
+def run_exists(client, run_id: str) -> bool:
+    import mlflow
+
+    try:
+        return client.get_run(run_id).info.lifecycle_stage == "active"
+    except mlflow.exceptions.MlflowException:
+        return False
+
+

@@ -1,0 +1,184 @@
+"""One trial of a study: the base setting with the trial's values, trained in this process on the
+prepared training split and judged, epoch by epoch, on the validation split (never the test split:
+SPLITS); each epoch's curve into the trial's MLflow run, and its validation metric to Optuna's pruner."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.common import cli
+from pipeline.common.errors import PipelineError
+from pipeline.job import TrainJob
+from pipeline.params.schema import Params, resolve
+from pipeline.params.space import SearchEntry
+from pipeline.train import build_compiled, load_split, training_subset
+
+SPLITS = ("train", "val")  # all a trial reads: never the test split
+
+
+def label(value) -> object:
+    """Optuna's choices are scalars: a list (dropout) is chosen by its text."""
+    return json.dumps(list(value)) if isinstance(value, (list, tuple)) else value
+
+
+def sample(trial, entry: SearchEntry) -> dict[str, object]:
+    """The trial's values, by setting key."""
+    values = {}
+    for key, dim in entry.space.items():
+        if dim.choices is not None:
+            labels = [label(choice) for choice in dim.choices]
+            picked = trial.suggest_categorical(key, labels)
+            values[key] = dim.choices[labels.index(picked)]
+        elif isinstance(dim.low, int):
+            values[key] = trial.suggest_int(key, dim.low, dim.high, log=dim.log)
+        else:
+            values[key] = trial.suggest_float(key, float(dim.low), float(dim.high), log=dim.log)
+    return values
+
+
+def trial_job(params: Params, entry: SearchEntry, name: str, values: dict, data: Path) -> TrainJob:
+    """The trial as a training job: the base setting with the trial's values, at the trial's budget."""
+    setting = replace(params.settings[entry.base], epochs=entry.epochs, subset=entry.subset, **values)
+    own, train, model = resolve(setting, params.train, getattr(params.models, setting.dataset))
+    return TrainJob(name, own, model, train, data / "rgb" if own.color == "rgb" else data, "", entry.seed)
+
+
+class Data:
+    """The prepared training and validation splits, loaded once per directory."""
+
+    def __init__(self, directory: Path, dataset: str):
+        self.directory, self.dataset, self.loaded = directory, dataset, {}
+
+    def check(self, color_too: bool) -> None:
+        for directory in (self.directory, self.directory / "rgb") if color_too else (self.directory,):
+            files = [f"{x}_{split}.npy" for split in SPLITS for x in "xy"]
+            missing = [file for file in files if not (directory / file).exists()]
+            if missing:
+                raise PipelineError(f"{directory}: no prepared {self.dataset} data ({missing[0]} is missing); "
+                                    f"run: dvc repro preprocess@{self.dataset}")
+
+    def splits(self, job: TrainJob):
+        if job.data not in self.loaded:
+            x_train, y_train = load_split(job.data, "train")
+            subset = training_subset(len(y_train), job.train.subset, job.seed)
+            if subset is not None:
+                x_train, y_train = x_train[subset], y_train[subset]
+            self.loaded[job.data] = (np.asarray(x_train), y_train, *map(np.asarray, load_split(job.data, "val")))
+        return self.loaded[job.data]
+
+
+class SafeStops:
+    """Ctrl-C and SIGTERM, acted on at the next safe point (a batch's end, a trial's start) rather
+    than wherever Python happens to be: a KeyboardInterrupt raised inside a garbage-collection
+    callback of SQLAlchemy or TensorFlow is printed and dropped, and the study would train on."""
+
+    def __init__(self):
+        self.signum = None
+
+    @contextlib.contextmanager
+    def installed(self):
+        def note(signum, frame):
+            self.signum = signum
+
+        previous = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def check(self) -> None:
+        if self.signum == signal.SIGTERM:
+            raise cli.Terminated(f"received signal {self.signum}")
+        if self.signum is not None:
+            raise KeyboardInterrupt()
+
+
+def epoch_reporter(trial, metric: str, mlflow, stops: SafeStops):
+    """Keras callback: each epoch's metrics into the trial's MLflow run (step = epoch, 1-based) and
+    its validation metric to Optuna; a trial the pruner calls behind stops after that epoch."""
+    import keras
+
+    class EpochReporter(keras.callbacks.Callback):
+        pruned = False
+        value = math.nan
+
+        def on_train_batch_end(self, batch, logs=None):
+            stops.check()
+
+        def on_test_batch_end(self, batch, logs=None):
+            stops.check()
+
+        def on_epoch_end(self, epoch, logs=None):
+            stops.check()
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            mlflow.log_metrics(logs, step=epoch + 1, synchronous=True)
+            self.value = logs.get(metric, math.nan)
+            if math.isfinite(self.value):
+                trial.report(self.value, epoch)
+                if trial.should_prune():
+                    self.pruned = True
+                    self.model.stop_training = True
+
+    return EpochReporter()
+
+
+def objective(params: Params, entry: SearchEntry, name: str, data: Data, parent: str, experiment: str,
+              stops: SafeStops, worker: int):
+    """Optuna's objective; each trial's run is a child of the study's run `parent`, also when
+    another process (a worker of `make search JOBS=N`) holds that run."""
+    import keras
+    import mlflow
+    import optuna
+
+    def run_trial(trial) -> float:
+        values = sample(trial, entry)
+        job = trial_job(params, entry, f"{name} trial {trial.number}", values, data.directory)
+        shown = {key: label(value) for key, value in values.items()}
+        run = mlflow.start_run(experiment_id=experiment, run_name=f"trial {trial.number}", nested=True,
+                               parent_run_id=parent, tags={"search": name, "kind": "trial", "trial": str(trial.number),
+                                                           "worker": str(worker), "state": "running"})
+        trial.set_user_attr("mlflow_run", run.info.run_id)
+        state = "failed"
+        try:
+            stops.check()
+            mlflow.log_params({**shown, "epochs": entry.epochs, "subset": entry.subset, "seed": entry.seed,
+                               "base": entry.base})
+            keras.backend.clear_session()
+            model, _, _ = build_compiled(job)
+            x_train, y_train, x_val, y_val = data.splits(job)
+            from pipeline.model.datasets import num_classes
+            from pipeline.training.feed import array_batches
+
+            classes, batch = num_classes(job.dataset), job.train.batch_size
+            reporter = epoch_reporter(trial, entry.metric, mlflow, stops)
+            model.fit(array_batches(x_train, y_train, batch_size=batch, classes=classes, shuffle_seed=job.seed),
+                      validation_data=array_batches(x_val, y_val, batch_size=batch, classes=classes),
+                      epochs=entry.epochs, shuffle=False, verbose=0,
+                      callbacks=[reporter, keras.callbacks.TerminateOnNaN()])
+            if reporter.pruned:
+                state = "pruned"
+                raise optuna.TrialPruned()
+            if math.isfinite(reporter.value):
+                state = "complete"  # its last epoch's metric is the trial's value
+            return reporter.value  # NaN: Optuna records the trial as failed
+        except KeyboardInterrupt:
+            state = "interrupted"  # run again on resume, with the same values
+            trial.set_user_attr("interrupted", True)
+            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})  # all drawn by now
+            raise
+        finally:
+            mlflow.set_tag("state", state)
+            mlflow.end_run("FINISHED" if state in ("complete", "pruned") else "KILLED" if state == "interrupted"
+                           else "FAILED")
+
+    return run_trial
+
+

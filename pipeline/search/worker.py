@@ -1,0 +1,116 @@
+"""The loop that runs a study's trials, in the driver's own process (`make search NAME=<entry>`) or
+in each of its workers (`make search NAME=<entry> JOBS=N`: `python -m pipeline.search.worker`,
+started by pipeline/search/study.py, never by hand).
+
+Trials are drawn until the entry's count is finished across all workers: finished plus running
+reaching it, a worker stops. The driver holds the study's lock and its MLflow run; a worker's
+trials are children of that run. A worker ends with its driver: if the driver dies (even by
+SIGKILL), the kernel sends the worker SIGTERM, and it stops at the next safe point with its trial
+queued again, as after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import signal
+import sys
+import time
+
+from pipeline.common import cli
+from pipeline.params.load import load_search
+from pipeline.params.space import SearchEntry
+from pipeline.search.storage import counted, open_study
+from pipeline.search.trial import Data, SafeStops, objective
+from pipeline.training.timings import duration
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def progress(name: str, entry: SearchEntry, started: float, done_before: int):
+    """optimize's callback: one line per finished trial. Time left: the wall time per trial finished
+    since this process started, by any worker, times the trials left."""
+    from optuna.trial import TrialState
+
+    def note(study, trial) -> None:
+        finished = [t for t in study.get_trials(deepcopy=False) if counted(t)]
+        left = max(entry.trials - len(finished), 0)
+        here = len(finished) - done_before
+        per_trial = (time.monotonic() - started) / here if here > 0 else 0.0
+        value = "" if trial.value is None else f" ({entry.metric} {trial.value:.4f})"
+        if trial.state == TrialState.PRUNED and trial.intermediate_values:
+            step = max(trial.intermediate_values)
+            value = f" after epoch {step + 1} ({entry.metric} {trial.intermediate_values[step]:.4f})"
+        try:
+            best = f"best so far {study.best_value:.4f} (trial {study.best_trial.number})"
+        except ValueError:
+            best = "no trial complete yet"
+        print(f"{name}: trial {trial.number} {trial.state.name.lower()}{value}; {best}; {left} trial(s) left, "
+              f"about {duration(per_trial * left)}", file=sys.stderr, flush=True)
+
+    return note
+
+
+def stop_when_enough(entry: SearchEntry):
+    """optimize's callback: no new trial once those finished and those running (in any worker) make
+    the entry's count."""
+    from optuna.trial import TrialState
+
+    def check(study, trial) -> None:
+        trials = study.get_trials(deepcopy=False)
+        if sum(counted(t) or t.state == TrialState.RUNNING for t in trials) >= entry.trials:
+            study.stop()
+
+    return check
+
+
+def optimize(study, params, entry: SearchEntry, name: str, data: Data, parent: str, experiment: str,
+             worker: int, stops: SafeStops) -> None:
+    done = sum(counted(t) for t in study.get_trials(deepcopy=False))
+    if done < entry.trials:
+        study.optimize(objective(params, entry, name, data, parent, experiment, stops, worker),
+                       n_trials=entry.trials - done, gc_after_trial=True,
+                       callbacks=[progress(name, entry, time.monotonic(), done), stop_when_enough(entry)])
+    stops.check()
+
+
+def stop_with(driver: int) -> None:
+    """SIGTERM to this process when the driver dies, also by SIGKILL (Linux's parent-death signal)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != driver:  # it died before the signal was asked for
+        raise cli.Terminated("the search's driver is gone")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.search.worker", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("entry")
+    parser.add_argument("--params", required=True)
+    parser.add_argument("--parent", required=True, help="the study's MLflow run")
+    parser.add_argument("--experiment", required=True)
+    parser.add_argument("--worker", type=int, required=True)
+    parser.add_argument("--driver", type=int, required=True, help="the driver's process id")
+    args = parser.parse_args(argv)
+    try:
+        stop_with(args.driver)
+        params, entry = load_search(args.params, args.entry)
+        from pipeline.tracking import store as tracking
+
+        root = tracking.project_root()
+        dataset = params.settings[entry.base].dataset
+        tracking.connect(root)
+        from pipeline.model.runtime import load_tensorflow
+
+        load_tensorflow()
+        study, _, _ = open_study(args.entry, entry, params, root, worker=args.worker)
+        with SafeStops().installed() as stops:
+            optimize(study, params, entry, args.entry, Data(root / "data" / "prepared" / dataset, dataset),
+                     args.parent, args.experiment, args.worker, stops)
+    except KeyboardInterrupt:
+        sys.exit(130)  # the driver says it, once for all its workers
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cli.run(main)
