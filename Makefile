@@ -43,11 +43,12 @@ sweep: setup
 # An Optuna study over the space `search.$(NAME)` of params.yaml (pipeline/search/study.py), on the
 # prepared data's training and validation splits; resumes where it stopped. The best trial lands in
 # params.yaml as the setting <base>-searched and the sweep $(NAME); `make repro` then trains and judges it.
-# JOBS=N: N trials side by side, each in a worker process (a GPU box or a many-core CPU).
+# JOBS=N: N trials side by side, each in a worker process (a GPU box or a many-core CPU). With SCHEDULER,
+# on a Dask cluster's workers instead, one per worker or JOBS (pipeline/search/cluster.py; RESOURCES per worker).
 search: setup
 	$(if $(NAME),,$(error NAME=<entry>: a key under search: in params.yaml))
 	python -m pipeline.tracking init
-	python -m pipeline.search.study $(NAME) $(if $(JOBS),--jobs $(JOBS))
+	python -m pipeline.search.study $(NAME) $(if $(JOBS),--jobs $(JOBS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER) $(if $(RESOURCES),--resources $(RESOURCES)))
 
 # Back to the homework's size in params.yaml (the values `make quick` replaced); `make repro`
 # then trains it, after saying how long that takes.

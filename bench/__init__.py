@@ -13,4 +13,5 @@ with --help; docs/performance.md holds what they measured, with machine, date an
     python -m bench.gpu_data           the two datasets packed small enough to send to a GPU box
     python -m bench.gpu_sweep          the whole reproduction on a GPU box, any Keras backend
     bash bench/gpu.sh                  the options and side-by-side runs, on a GPU box
+    python -m bench.suite_times        the test suite's time per file, from pytest's JUnit report
 """

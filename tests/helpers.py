@@ -277,3 +277,31 @@ def imported_modules(path: Path) -> set[str]:
             found.update(alias.name.replace(".", "/") + ".py" for alias in node.names
                          if alias.name.startswith("pipeline."))
     return {module for module in found if (REPO / module).is_file()}
+
+
+@contextlib.contextmanager
+def dask_cluster(directory: Path, workers: int):
+    """A scheduler and `workers` workers on 127.0.0.1, each worker with a local directory of its
+    own (a machine of its own), one task at a time; every process group stopped afterwards."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = project_env()
+    processes = [subprocess.Popen([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                   "--no-dashboard"], env=env, start_new_session=True,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    machines = []
+    try:
+        for index in range(workers):
+            machine = directory / f"machine{index}"
+            machine.mkdir()
+            machines.append(machine)
+            processes.append(subprocess.Popen(
+                [str(VENV_BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+                 "--resources", "slot=1", "--local-directory", str(machine), "--no-dashboard"],
+                env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        yield address, machines, processes[1:]
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -4,14 +4,12 @@ MLflow server, with one machine lost mid-training."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -20,8 +18,8 @@ from pipeline.common.errors import PipelineError
 from pipeline.scaleout.cluster import Task, stage_error
 from pipeline.scaleout.cluster_setup import dirty_files, task_resources
 from tests.helpers import (
-    VENV_BIN,
     copy_project,
+    dask_cluster,
     dvc,
     free_port,
     http_service,
@@ -60,34 +58,6 @@ def test_a_task_builds_its_run_and_the_first_seed_plots():
     assert task.stages == ["train@mnist-k3-s1-0", "evaluate@mnist-k3-s1-0", "plot@mnist-k3-s1"]
     assert Task(**{**task.__dict__, "seed": 1, "first_seed": False}).stages == ["train@mnist-k3-s1-1",
                                                                                 "evaluate@mnist-k3-s1-1"]
-
-
-@contextlib.contextmanager
-def dask_cluster(directory: Path, workers: int):
-    """A scheduler and `workers` workers on 127.0.0.1, each worker with a local directory of its
-    own (a machine of its own), one task at a time; every process group stopped afterwards."""
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = project_env()
-    processes = [subprocess.Popen([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                   "--no-dashboard"], env=env, start_new_session=True,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    machines = []
-    try:
-        for index in range(workers):
-            machine = directory / f"machine{index}"
-            machine.mkdir()
-            machines.append(machine)
-            processes.append(subprocess.Popen(
-                [str(VENV_BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
-                 "--resources", "slot=1", "--local-directory", str(machine), "--no-dashboard"],
-                env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        yield address, machines, processes[1:]
-    finally:
-        for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def lose_the_machine_that_trains(machines, workers, driver, timeout=240) -> int:

@@ -223,6 +223,35 @@ def test_jobs_run_trials_side_by_side_and_a_killed_driver_stops_its_workers(proj
     assert "mnist-k3-s1-searched" in load_params(project / "params.yaml").settings
 
 
+@pytest.mark.e2e
+def test_a_study_runs_on_dask_workers_through_the_drivers_storage(project, tmp_path):
+    """make search SCHEDULER=...: two Dask worker 'machines' draw the trials from the study on the
+    driver's machine (over gRPC), each in a checkout of the commit with the data from the DVC remote,
+    logging to one tracking server; the driver prints each finished trial and writes the setting."""
+    from mlflow.tracking import MlflowClient
+    from optuna.trial import TrialState
+
+    from tests.helpers import dask_cluster, free_port, http_service, mlflow_server
+
+    dvc(project, "remote", "add", "--local", "-d", "shared", str(tmp_path / "remote"))
+    port = free_port()
+    with http_service(mlflow_server(port, tmp_path), port, "mlflow server") as url, \
+            dask_cluster(tmp_path, workers=2) as (scheduler, machines, _):
+        result = run([*study_command(), "--scheduler", scheduler], project, env=project_env(MLFLOW_TRACKING_URI=url))
+        client = MlflowClient(tracking_uri=url)
+        experiment = client.get_experiment_by_name("search-tiny")
+        runs = client.search_runs([experiment.experiment_id], filter_string="tags.kind = 'trial'")
+        study_run = client.search_runs([experiment.experiment_id], filter_string="tags.kind = 'study'")
+    assert "2 worker(s) of tcp://127.0.0.1" in result.stderr, result.stderr
+    after = trials(project)  # the study stayed in the driver's .dvc/tmp
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in after) == 3, result.stderr
+    assert result.stderr.count("trial(s) left") == 3  # the driver's line per finished trial
+    assert len(runs) == 3 and {r.data.tags["mlflow.parentRunId"] for r in runs} == {study_run[0].info.run_id}
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert not [path for machine in machines for path in machine.glob("**/checkouts/*")]  # cleaned up
+    assert "mnist-k3-s1-searched" in load_params(project / "params.yaml").settings
+
+
 def test_missing_prepared_data_is_one_line_naming_the_command(tmp_path, monkeypatch):
     from pipeline.search import study
 
@@ -231,6 +260,19 @@ def test_missing_prepared_data_is_one_line_naming_the_command(tmp_path, monkeypa
     status, stderr = run_stage(study.main, ["tiny"])
     assert status == 1 and stderr.count("\n") == 1, stderr
     assert "run: dvc repro preprocess@mnist" in stderr and "x_train.npy" in stderr
+
+
+def test_a_search_on_a_cluster_without_a_shared_tracking_server_is_one_line_before_the_study_opens(tmp_path,
+                                                                                                     monkeypatch):
+    from pipeline.search import study
+
+    repo = copy_project(tmp_path / "project", search_params())
+    monkeypatch.chdir(repo)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    status, stderr = run_stage(study.main, ["tiny", "--scheduler", "tcp://127.0.0.1:1"])
+    assert status == 1 and stderr.count("\n") == 1, stderr
+    assert "set MLFLOW_TRACKING_URI=http://<server>:5000" in stderr
+    assert not (repo / ".dvc" / "tmp" / "search").exists() and not (repo / "mlruns" / "mlflow.db").exists()
 
 
 def test_an_unknown_entry_is_one_line(tmp_path):

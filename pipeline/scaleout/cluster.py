@@ -73,52 +73,74 @@ def stage_error(output: str) -> str | None:
     return lines[-1].removeprefix("error: ") if lines else None
 
 
-def run_task(task: Task) -> Outcome:
-    """On a Dask worker: build one (setting, seed) in a checkout of its own and push the results.
+class Checkout:
+    """On a Dask worker: a checkout of its own of `commit` under the worker's local directory, with
+    `params_text` as params.yaml, the shared DVC remote, the machine's DVC cache (one per machine,
+    kept across tasks and worker restarts: the data are pulled once) and the run cache pulled;
+    removed on leaving. Commands run with the worker's environment's programs first on PATH.
 
-    Shipped by value (cloudpickle), so a worker needs the project's environment, not its code:
-    this module's task side uses only the standard library, and DVC and git from that environment."""
-    from distributed import get_worker
+    Uses only the standard library, and DVC and git from that environment: shipped by value
+    (cloudpickle) with the task that uses it, so a worker needs the project's environment, not its code."""
 
-    worker = get_worker()
-    started = time.monotonic()
-    # Dask gives each worker process a directory in the machine's scratch space (--local-directory)
-    checkout = Path(worker.local_directory) / "checkouts" / f"{task.setting}-{task.seed}-{uuid.uuid4().hex[:8]}"
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MLFLOW_TRACKING_URI": task.tracking_uri, SWEEP_TAG_ENV: task.sweep}
+    def __init__(self, label: str, repository: str, commit: str, params_text: str, remote_url: str,
+                 env: dict[str, str]):
+        from distributed import get_worker
 
-    def call(*command: str) -> subprocess.CompletedProcess:
-        return subprocess.run(command, cwd=checkout if checkout.exists() else None, env=env,
+        worker = get_worker()
+        self.address, self.local = worker.address, Path(worker.local_directory)
+        # Dask gives each worker process a directory in the machine's scratch space (--local-directory)
+        self.path = self.local / "checkouts" / f"{label}-{uuid.uuid4().hex[:8]}"
+        self.bin_dir = Path(sys.executable).parent
+        self.env = {**os.environ, "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", **env}
+        self.source = (repository, commit, params_text, remote_url)
+
+    def call(self, *command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(command, cwd=self.path if self.path.exists() else None, env=self.env,
                               capture_output=True, text=True)
 
-    def must(*command: str) -> None:
-        result = call(*command)
+    def must(self, *command: str) -> None:
+        result = self.call(*command)
         if result.returncode != 0:  # the machine or the network: worth another try (Dask retries)
-            raise RuntimeError(f"{' '.join(command[:3])} failed on {worker.address}: "
+            raise RuntimeError(f"{' '.join(command[:3])} failed on {self.address}: "
                                f"{(result.stderr.strip().splitlines() or ['?'])[-1]}")
 
-    dvc_bin = str(Path(bin_dir) / "dvc")
-    try:
-        must("git", "clone", "--quiet", "--no-checkout", task.repository, str(checkout))
-        must("git", "checkout", "--quiet", task.commit)
-        (checkout / "params.yaml").write_text(task.params_text, encoding="utf-8")
-        must(dvc_bin, "remote", "add", "--local", "--default", "--force", "sweep", task.remote_url)
-        # one DVC cache per machine, kept across tasks and worker restarts: the data are pulled once
-        must(dvc_bin, "cache", "dir", "--local", str(Path(worker.local_directory).parent / "dvc-cache"))
-        must(dvc_bin, "pull", "--quiet", "--run-cache", "--allow-missing")
-        result = call(dvc_bin, "repro", "--pull", *task.stages)
+    @property
+    def dvc(self) -> str:
+        return str(self.bin_dir / "dvc")
+
+    def __enter__(self) -> Checkout:
+        repository, commit, params_text, remote_url = self.source
+        try:
+            self.must("git", "clone", "--quiet", "--no-checkout", repository, str(self.path))
+            self.must("git", "checkout", "--quiet", commit)
+            (self.path / "params.yaml").write_text(params_text, encoding="utf-8")
+            self.must(self.dvc, "remote", "add", "--local", "--default", "--force", "sweep", remote_url)
+            self.must(self.dvc, "cache", "dir", "--local", str(self.local.parent / "dvc-cache"))
+            self.must(self.dvc, "pull", "--quiet", "--run-cache", "--allow-missing")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def run_task(task: Task) -> Outcome:
+    """On a Dask worker: build one (setting, seed) in a checkout of its own and push the results."""
+    started = time.monotonic()
+    with Checkout(f"{task.setting}-{task.seed}", task.repository, task.commit, task.params_text, task.remote_url,
+                  {"MLFLOW_TRACKING_URI": task.tracking_uri, SWEEP_TAG_ENV: task.sweep}) as checkout:
+        result = checkout.call(checkout.dvc, "repro", "--pull", *task.stages)
         if result.returncode != 0:
             error = stage_error(result.stderr)
             if error is None:
-                raise RuntimeError(f"dvc repro {task.setting} seed {task.seed} failed on {worker.address}: "
+                raise RuntimeError(f"dvc repro {task.setting} seed {task.seed} failed on {checkout.address}: "
                                    f"{(result.stderr.strip().splitlines() or ['?'])[-1]}")
-            return Outcome(f"{task.setting}-{task.seed}", worker.address, time.monotonic() - started, error)
-        must(dvc_bin, "push", "--quiet", "--run-cache", *task.stages)
-        push_uncached_outputs(checkout, task.stages)
-        return Outcome(f"{task.setting}-{task.seed}", worker.address, time.monotonic() - started)
-    finally:
-        shutil.rmtree(checkout, ignore_errors=True)
+            return Outcome(f"{task.setting}-{task.seed}", checkout.address, time.monotonic() - started, error)
+        checkout.must(checkout.dvc, "push", "--quiet", "--run-cache", *task.stages)
+        push_uncached_outputs(checkout.path, task.stages)
+        return Outcome(f"{task.setting}-{task.seed}", checkout.address, time.monotonic() - started)
 
 
 def push_uncached_outputs(checkout: Path, stages: list[str]) -> None:

@@ -1,7 +1,7 @@
-"""What a Dask sweep (pipeline/scaleout/cluster.py) needs before it submits a task, checked on the driver
-in one line each: the resources a task takes, a commit the workers can check out, and the one
-tracking server and DVC remote they all reach. Only the driver imports this module: the task side
-Dask ships to the workers stays in pipeline/scaleout/cluster.py.
+"""What a Dask sweep (pipeline/scaleout/cluster.py) or search (pipeline/search/cluster.py) needs before
+it submits a task, checked on the driver in one line each: the resources a task takes, a commit the
+workers can check out, and the one tracking server and DVC remote they all reach. Only drivers
+import this module: the task side Dask ships to the workers stays in pipeline/scaleout/cluster.py.
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ def shared_places() -> tuple[str, str]:
     """The tracking server and the DVC remote every worker must reach, or a one-line error."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     if urlparse(uri).scheme not in ("http", "https", "databricks"):
-        raise PipelineError("a cluster sweep logs to one tracking server that every worker reaches: set "
+        raise PipelineError("work spread over a cluster logs to one tracking server that every worker reaches: set "
                             "MLFLOW_TRACKING_URI=http://<server>:5000 (the project's own store is a file here)")
     default = dvc("remote", "default", check=False).stdout.strip()
     if not default:
-        raise PipelineError("a cluster sweep moves data and models through a DVC remote every worker reaches: "
-                            "dvc remote add -d storage s3://<bucket>/<path>")
+        raise PipelineError("work spread over a cluster moves data and models through a DVC remote every worker "
+                            "reaches: dvc remote add -d storage s3://<bucket>/<path>")
     return uri, dvc("config", f"remote.{default}.url").stdout.strip()  # a local path comes absolute
 
 

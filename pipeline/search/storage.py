@@ -75,17 +75,21 @@ def only_process(path: Path, name: str):
         yield lock.fileno()
 
 
-def open_study(name: str, entry: SearchEntry, params: Params, root: Path, worker: int = 0):
+def open_study(name: str, entry: SearchEntry, params: Params, root: Path, worker: int = 0, proxy: str | None = None):
     """The study, its storage and path. Each worker's sampler has its own seed (the entry's plus its
-    number): with one seed, workers starting together would propose the same values."""
+    number): with one seed, workers starting together would propose the same values. proxy:
+    host:port of the driver's gRPC proxy to the study (a worker on another machine)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     path = storage_path(root, name)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=entry.startup_trials) if entry.pruner == "median"
               else optuna.pruners.NopPruner())
-    # Workers write to one SQLite file: wait for another's write rather than fail on the lock.
-    storage = optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 60}})
+    if proxy:
+        host, _, port = proxy.rpartition(":")
+        storage = optuna.storages.GrpcStorageProxy(host=host, port=int(port))
+    else:  # workers on this machine write to one SQLite file: wait for another's write, not fail on the lock
+        storage = optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 60}})
     return optuna.create_study(storage=storage, study_name=study_name(name, entry, params),
                                direction=entry.direction, sampler=optuna.samplers.TPESampler(seed=entry.seed + worker),
                                pruner=pruner, load_if_exists=True), storage, path

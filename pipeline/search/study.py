@@ -7,7 +7,8 @@ and is judged on the validation split, epoch by epoch: a trial clearly behind th
 same epoch is pruned (Optuna's median pruner). The test split is never loaded: it judges the chosen
 setting later, once (`dvc repro` and the report). Trials run in this process, or with --jobs N
 (make search JOBS=N) in N worker processes side by side (pipeline/search/worker.py), for a GPU
-box or a many-core CPU; on 2 cores one at a time is as fast.
+box or a many-core CPU (on 2 cores one at a time is as fast), or with --scheduler (make search
+SCHEDULER=tcp://host:8786) on a Dask cluster's workers (pipeline/search/cluster.py).
 
 The study lives in .dvc/tmp/search/<entry>.db (Optuna's SQLite storage): stopped by Ctrl-C or a
 kill, the same command resumes it; finished trials stay, an interrupted one runs again with its
@@ -37,10 +38,11 @@ from pipeline.common.errors import PipelineError
 from pipeline.params.load import load_search
 from pipeline.params.schema import resolved
 from pipeline.params.space import SearchEntry
+from pipeline.scaleout.cluster_setup import task_resources
 from pipeline.search.result import write_result
 from pipeline.search.storage import counted, only_process, open_study, recover, run_exists, storage_path
 from pipeline.search.trial import Data, SafeStops, label
-from pipeline.search.worker import optimize
+from pipeline.search.worker import optimize, progress
 
 
 def best_values(study, entry: SearchEntry) -> dict[str, object]:
@@ -81,12 +83,21 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("entry", help="a key under `search:` in params.yaml")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--jobs", type=int, default=1, help="trials side by side, each in a worker process")
+    parser.add_argument("--jobs", type=int, help="trials side by side, each in a worker process (default: 1; "
+                                                 "with --scheduler, one per Dask worker)")
+    parser.add_argument("--scheduler", help="a Dask scheduler, e.g. tcp://10.0.0.5:8786: the trials on its workers")
+    parser.add_argument("--resources", help="what one worker's share takes of a Dask worker, e.g. GPU=1")
     args = parser.parse_args(argv)
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise PipelineError(f"--jobs {args.jobs}: trials side by side must be 1 or more (make search JOBS=N)")
+    resources = task_resources(args.resources)
+    jobs = args.jobs or 1
     params, entry = load_search(args.params, args.entry)
     name, dataset = args.entry, params.settings[entry.base].dataset
+    if args.scheduler:
+        from pipeline.search.cluster import run_on_cluster, shared_with_workers
+
+        shared = shared_with_workers()
 
     from pipeline.tracking import store as tracking
 
@@ -94,7 +105,7 @@ def main(argv=None) -> None:
     data = Data(root / "data" / "prepared" / dataset, dataset)
     data.check(color_too=resolved(params, entry.base)[0].color == "rgb" or "color" in entry.space)
     tracking.connect(root)
-    if args.jobs == 1:
+    if jobs == 1 and not args.scheduler:
         from pipeline.model.runtime import load_tensorflow
 
         load_tensorflow()
@@ -117,13 +128,17 @@ def main(argv=None) -> None:
                                "space": json.dumps({k: asdict(v) for k, v in entry.space.items()}, default=list)})
             study.set_user_attr("mlflow_run", run.info.run_id)
         resumed = f"; trial(s) {', '.join(map(str, again))} interrupted, run again" if again else ""
-        side_by_side = f"; {args.jobs} side by side" if args.jobs > 1 and done < entry.trials else ""
+        side_by_side = f"; {jobs} side by side" if jobs > 1 and not args.scheduler and done < entry.trials else ""
         print(f"{name}: study {study.study_name} in {path}: {done} of {entry.trials} trials finished{resumed}"
               f"{side_by_side}", file=sys.stderr, flush=True)
         with tracking.run_outcome(run.info.run_id):
             try:
-                if args.jobs > 1:
-                    run_workers(name, args.params, args.jobs, lock, run.info.run_id, experiment)
+                if args.scheduler and done < entry.trials:
+                    run_on_cluster(args.scheduler, resources, args.jobs, shared, name, args.params, entry, dataset,
+                                   study, storage, run.info.run_id, experiment,
+                                   progress(name, entry, time.monotonic(), done))
+                elif jobs > 1:
+                    run_workers(name, args.params, jobs, lock, run.info.run_id, experiment)
                 else:
                     with SafeStops().installed() as stops:
                         optimize(study, params, entry, name, data, run.info.run_id, experiment, 0, stops)

@@ -1,12 +1,13 @@
 """The loop that runs a study's trials, in the driver's own process (`make search NAME=<entry>`) or
 in each of its workers (`make search NAME=<entry> JOBS=N`: `python -m pipeline.search.worker`,
-started by pipeline/search/study.py, never by hand).
+started by pipeline/search/study.py, never by hand), and on Dask workers (pipeline/search/cluster.py).
 
 Trials are drawn until the entry's count is finished across all workers: finished plus running
 reaching it, a worker stops. The driver holds the study's lock and its MLflow run; a worker's
-trials are children of that run. A worker ends with its driver: if the driver dies (even by
-SIGKILL), the kernel sends the worker SIGTERM, and it stops at the next safe point with its trial
-queued again, as after Ctrl-C.
+trials are children of that run. A worker on the driver's machine ends with its driver: if the
+driver dies (even by SIGKILL), the kernel sends the worker SIGTERM, and it stops at the next safe
+point with its trial queued again, as after Ctrl-C. One on a Dask worker reaches the study through
+the driver's gRPC proxy, and fails once the driver is gone.
 """
 
 from __future__ import annotations
@@ -90,10 +91,12 @@ def main(argv=None) -> None:
     parser.add_argument("--parent", required=True, help="the study's MLflow run")
     parser.add_argument("--experiment", required=True)
     parser.add_argument("--worker", type=int, required=True)
-    parser.add_argument("--driver", type=int, required=True, help="the driver's process id")
+    parser.add_argument("--driver", type=int, help="the driver's process id, on the driver's machine")
+    parser.add_argument("--storage", help="host:port of the driver's gRPC proxy to the study, on a Dask worker")
     args = parser.parse_args(argv)
     try:
-        stop_with(args.driver)
+        if args.driver is not None:
+            stop_with(args.driver)
         params, entry = load_search(args.params, args.entry)
         from pipeline.tracking import store as tracking
 
@@ -103,7 +106,7 @@ def main(argv=None) -> None:
         from pipeline.model.runtime import load_tensorflow
 
         load_tensorflow()
-        study, _, _ = open_study(args.entry, entry, params, root, worker=args.worker)
+        study, _, _ = open_study(args.entry, entry, params, root, worker=args.worker, proxy=args.storage)
         with SafeStops().installed() as stops:
             optimize(study, params, entry, args.entry, Data(root / "data" / "prepared" / dataset, dataset),
                      args.parent, args.experiment, args.worker, stops)
