@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from pipeline.common import cli
 from pipeline.params.load import load_search
@@ -87,7 +88,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.search.worker", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("entry")
-    parser.add_argument("--params", required=True)
+    parser.add_argument("--params", type=Path, required=True)
     parser.add_argument("--parent", required=True, help="the study's MLflow run")
     parser.add_argument("--experiment", required=True)
     parser.add_argument("--worker", type=int, required=True)
