@@ -165,8 +165,9 @@ def test_ctrl_c_stops_at_a_safe_point_and_the_trial_runs_again(project):
     os.killpg(search.pid, signal.SIGINT)
     _, stderr = search.communicate(timeout=120)
     assert search.returncode == 130, stderr
-    assert stderr.splitlines()[-1] == ("error: interrupted; outputs of this stage were not written; finished trials "
-                                       "are kept: `make search NAME=tiny` resumes the study")
+    assert stderr.splitlines()[-1] == ("error: interrupted; finished trials are kept: `make search NAME=tiny` "
+                                       "resumes the study")
+    assert "Traceback" not in stderr and "[W " not in stderr  # nor Optuna's warning of a failed trial
     by_number = {t.number: t for t in trials(project)}
     assert by_number[0].state == TrialState.COMPLETE
     assert by_number[1].state == TrialState.FAIL and by_number[1].user_attrs["interrupted"]
@@ -250,6 +251,31 @@ def test_a_study_runs_on_dask_workers_through_the_drivers_storage(project, tmp_p
     assert all(r.info.status == "FINISHED" for r in runs)
     assert not [path for machine in machines for path in machine.glob("**/checkouts/*")]  # cleaned up
     assert "mnist-k3-s1-searched" in load_params(project / "params.yaml").settings
+
+
+def test_a_resumed_study_draws_new_values_and_more_trials_continue_it(tmp_path):
+    """A sampler seeded alike on every start drew a resumed study's first random trials again; and
+    raising `trials` is more of the same study, while any other change is a new one."""
+    from pipeline.params.load import load_search
+    from pipeline.search.storage import open_study, study_name
+    from pipeline.search.trial import sample
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(search_params(), sort_keys=False))
+    params, entry = load_search(path, "tiny")
+    (tmp_path / ".dvc" / "tmp" / "search").mkdir(parents=True)
+    drawn = []
+    for _start in range(3):
+        study, _, _ = open_study("tiny", entry, params, tmp_path)
+        trial = study.ask()
+        drawn.append(sample(trial, entry)["learning_rate"])
+        study.tell(trial, 0.5)
+    assert len(set(drawn)) == 3, drawn
+
+    from dataclasses import replace
+
+    assert study_name("tiny", replace(entry, trials=40), params) == study_name("tiny", entry, params)
+    assert study_name("tiny", replace(entry, epochs=4), params) != study_name("tiny", entry, params)
 
 
 def test_missing_prepared_data_is_one_line_naming_the_command(tmp_path, monkeypatch):

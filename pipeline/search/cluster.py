@@ -80,12 +80,16 @@ def address_towards(scheduler: str) -> str:
 
 def serve_study(storage, host: str):
     """The study's storage behind Optuna's gRPC proxy on a free port of `host`: (server, "host:port")."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from optuna.storages._grpc.server import make_server
 
     with socket.socket() as probe:
         probe.bind((host, 0))
         port = probe.getsockname()[1]
-    server = make_server(storage, host, port)
+    # One call at a time: Optuna takes a queued trial by a check and a write, which two workers'
+    # calls served side by side could both pass.
+    server = make_server(storage, host, port, ThreadPoolExecutor(max_workers=1))
     server.start()
     return server, f"{host}:{port}"
 

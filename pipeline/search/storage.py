@@ -20,8 +20,10 @@ def storage_path(root: Path, name: str) -> Path:
 
 
 def study_name(name: str, entry: SearchEntry, params: Params) -> str:
-    """The entry's name and a digest of what its trials train: a changed entry is a new study."""
-    what = {"entry": asdict(entry), "base": setting_values(*resolved(params, entry.base))}
+    """The entry's name and a digest of what its trials train: a changed entry is a new study. But
+    for its count of trials: raising it continues the study with more."""
+    what = {"entry": {k: v for k, v in asdict(entry).items() if k != "trials"},
+            "base": setting_values(*resolved(params, entry.base))}
     return f"{name}-{hashlib.md5(json.dumps(what, sort_keys=True, default=list).encode()).hexdigest()[:8]}"
 
 
@@ -60,6 +62,21 @@ def recover(study, storage, client) -> list[int]:
     return again
 
 
+class AskLock:
+    """An exclusive lock on a file beside the study, held by a worker while it checks the count and
+    asks for a trial (pipeline.search.worker.next_trial); reusable."""
+
+    def __init__(self, path: Path):
+        self.path = path.with_suffix(".ask.lock")
+
+    def __enter__(self):
+        self.file = open(self.path, "a")
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc_info):
+        self.file.close()  # which releases the lock
+
+
 @contextlib.contextmanager
 def only_process(path: Path, name: str):
     """One driver per study: a second one would take the first one's running trials for killed ones.
@@ -77,7 +94,8 @@ def only_process(path: Path, name: str):
 
 def open_study(name: str, entry: SearchEntry, params: Params, root: Path, worker: int = 0, proxy: str | None = None):
     """The study, its storage and path. Each worker's sampler has its own seed (the entry's plus its
-    number): with one seed, workers starting together would propose the same values. proxy:
+    number, plus 1000 per trial the study holds): with one seed, workers starting together would
+    propose the same values. A new study in one process samples with the entry's seed. proxy:
     host:port of the driver's gRPC proxy to the study (a worker on another machine)."""
     import optuna
 
@@ -90,9 +108,11 @@ def open_study(name: str, entry: SearchEntry, params: Params, root: Path, worker
         storage = optuna.storages.GrpcStorageProxy(host=host, port=int(port))
     else:  # workers on this machine write to one SQLite file: wait for another's write, not fail on the lock
         storage = optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.create_study(storage=storage, study_name=study_name(name, entry, params),
-                               direction=entry.direction, sampler=optuna.samplers.TPESampler(seed=entry.seed + worker),
-                               pruner=pruner, load_if_exists=True), storage, path
+    study = optuna.create_study(storage=storage, study_name=study_name(name, entry, params),
+                                direction=entry.direction, pruner=pruner, load_if_exists=True)
+    # The same seed on every start would draw a resumed study's first random trials again.
+    study.sampler = optuna.samplers.TPESampler(seed=entry.seed + worker + 1000 * len(study.get_trials(deepcopy=False)))
+    return study, storage, path
 
 
 def run_exists(client, run_id: str) -> bool:

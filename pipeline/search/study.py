@@ -12,12 +12,13 @@ SCHEDULER=tcp://host:8786) on a Dask cluster's workers (pipeline/search/cluster.
 
 The study lives in .dvc/tmp/search/<entry>.db (Optuna's SQLite storage): stopped by Ctrl-C or a
 kill, the same command resumes it; finished trials stay, an interrupted one runs again with its
-values (pipeline/search/storage.py). An entry whose values change starts a new study (its name carries their digest).
+values (pipeline/search/storage.py). More `trials` continue the study; any other change to the
+entry starts a new one (its name carries a digest of the rest).
 
 MLflow: experiment `search-<entry>`, one parent run per study and a nested run per trial (the
 sampled values as params, per-epoch curves, tag `state` complete / pruned / failed / interrupted).
 Once every trial has finished, the best trial is written into params.yaml as the setting
-`<base>-searched` and the sweep `<entry>` comparing it with its base: `dvc repro` trains it at full
+`<base>-searched` and the sweep `<entry>` comparing it with its base: `make repro` trains it at full
 size with every seed of `seeds:`, and the report gives the verdict against the base on the test split.
 """
 
@@ -40,7 +41,7 @@ from pipeline.params.schema import resolved
 from pipeline.params.space import SearchEntry
 from pipeline.scaleout.cluster_setup import task_resources
 from pipeline.search.result import write_result
-from pipeline.search.storage import counted, only_process, open_study, recover, run_exists, storage_path
+from pipeline.search.storage import AskLock, counted, only_process, open_study, recover, run_exists, storage_path
 from pipeline.search.trial import Data, SafeStops, label
 from pipeline.search.worker import optimize, progress
 
@@ -78,16 +79,31 @@ def run_workers(name: str, params_path: Path, jobs: int, lock: int, parent: str,
                             f"trials are kept: `make search NAME={name}` resumes the study")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.search.study", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("entry", help="a key under `search:` in params.yaml")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--jobs", type=int, help="trials side by side, each in a worker process (default: 1; "
-                                                 "with --scheduler, one per Dask worker)")
-    parser.add_argument("--scheduler", help="a Dask scheduler, e.g. tcp://10.0.0.5:8786: the trials on its workers")
-    parser.add_argument("--resources", help="what one worker's share takes of a Dask worker, e.g. GPU=1")
-    args = parser.parse_args(argv)
+def resume_command(args) -> str:
+    """The make command that runs this search again as it was started."""
+    options = {"JOBS": args.jobs, "SCHEDULER": args.scheduler, "RESOURCES": args.resources}
+    return " ".join([f"make search NAME={args.entry}", *(f"{k}={v}" for k, v in options.items() if v)])
+
+
+def study_run(mlflow, study, entry: SearchEntry, name: str, experiment: str):
+    """The study's MLflow run: the one it started with, or a new one for a new study (or a store
+    emptied since). The count of trials is a tag, as raising it continues the study."""
+    client = mlflow.MlflowClient()
+    parent = study.user_attrs.get("mlflow_run")
+    if parent and run_exists(client, parent):
+        run = mlflow.start_run(run_id=parent)
+    else:
+        run = mlflow.start_run(experiment_id=experiment, run_name=f"study {study.study_name}",
+                               tags={"search": name, "kind": "study", "study": study.study_name})
+        mlflow.log_params({"base": entry.base, "epochs": entry.epochs, "subset": entry.subset, "metric": entry.metric,
+                           "seed": entry.seed,
+                           "space": json.dumps({k: asdict(v) for k, v in entry.space.items()}, default=list)})
+        study.set_user_attr("mlflow_run", run.info.run_id)
+    mlflow.set_tag("trials", str(entry.trials))
+    return run
+
+
+def search(args) -> None:
     if args.jobs is not None and args.jobs < 1:
         raise PipelineError(f"--jobs {args.jobs}: trials side by side must be 1 or more (make search JOBS=N)")
     resources = task_resources(args.resources)
@@ -113,38 +129,24 @@ def main(argv=None) -> None:
 
     with only_process(storage_path(root, name), name) as lock:
         study, storage, path = open_study(name, entry, params, root)
-        client = mlflow.MlflowClient()
-        again = recover(study, storage, client)
+        again = recover(study, storage, mlflow.MlflowClient())
         done = sum(counted(t) for t in study.get_trials(deepcopy=False))
         experiment = tracking.experiment_id(f"search-{name}", root)
-        parent = study.user_attrs.get("mlflow_run")
-        if parent and run_exists(client, parent):
-            run = mlflow.start_run(run_id=parent)
-        else:  # a new study, or its run's store was emptied: a new parent run
-            run = mlflow.start_run(experiment_id=experiment, run_name=f"study {study.study_name}",
-                                   tags={"search": name, "kind": "study", "study": study.study_name})
-            mlflow.log_params({"base": entry.base, "trials": entry.trials, "epochs": entry.epochs,
-                               "subset": entry.subset, "metric": entry.metric, "seed": entry.seed,
-                               "space": json.dumps({k: asdict(v) for k, v in entry.space.items()}, default=list)})
-            study.set_user_attr("mlflow_run", run.info.run_id)
+        run = study_run(mlflow, study, entry, name, experiment)
         resumed = f"; trial(s) {', '.join(map(str, again))} interrupted, run again" if again else ""
         side_by_side = f"; {jobs} side by side" if jobs > 1 and not args.scheduler and done < entry.trials else ""
         print(f"{name}: study {study.study_name} in {path}: {done} of {entry.trials} trials finished{resumed}"
               f"{side_by_side}", file=sys.stderr, flush=True)
         with tracking.run_outcome(run.info.run_id):
-            try:
-                if args.scheduler and done < entry.trials:
-                    run_on_cluster(args.scheduler, resources, args.jobs, shared, name, args.params, entry, dataset,
-                                   study, storage, run.info.run_id, experiment,
-                                   progress(name, entry, time.monotonic(), done))
-                elif jobs > 1:
-                    run_workers(name, args.params, jobs, lock, run.info.run_id, experiment)
-                else:
-                    with SafeStops().installed() as stops:
-                        optimize(study, params, entry, name, data, run.info.run_id, experiment, 0, stops)
-            except KeyboardInterrupt as exc:
-                exc.add_note(f"finished trials are kept: `make search NAME={name}` resumes the study")
-                raise
+            if args.scheduler and done < entry.trials:
+                run_on_cluster(args.scheduler, resources, args.jobs, shared, name, args.params, entry, dataset,
+                               study, storage, run.info.run_id, experiment,
+                               progress(name, entry, time.monotonic(), done))
+            elif jobs > 1:
+                run_workers(name, args.params, jobs, lock, run.info.run_id, experiment)
+            else:
+                with SafeStops().installed() as stops:
+                    optimize(study, params, entry, name, data, run.info.run_id, experiment, 0, stops, AskLock(path))
             try:
                 best = study.best_trial
             except ValueError:
@@ -154,8 +156,26 @@ def main(argv=None) -> None:
             mlflow.log_metric(f"best_{entry.metric}", best.value)
             setting, sweep = write_result(args.params, name, entry, best_values(study, entry), best.number, best.value)
     print(f"{name}: best trial {best.number} ({entry.metric} {best.value:.4f}) written to {args.params} as setting "
-          f"{setting} and sweep {name} (vary: {sweep}); `dvc repro` trains it at full size with every seed, the "
+          f"{setting} and sweep {name} (vary: {sweep}); `make repro` trains it at full size with every seed, the "
           "report judges it against its base on the test split", file=sys.stderr)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.search.study", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("entry", help="a key under `search:` in params.yaml")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--jobs", type=int, help="trials side by side, each in a worker process (default: 1; "
+                                                 "with --scheduler, one per Dask worker)")
+    parser.add_argument("--scheduler", help="a Dask scheduler, e.g. tcp://10.0.0.5:8786: the trials on its workers")
+    parser.add_argument("--resources", help="what one worker's share takes of a Dask worker, e.g. GPU=1")
+    args = parser.parse_args(argv)
+    try:
+        search(args)
+    except KeyboardInterrupt as exc:  # a search writes no stage outputs: say how to go on instead
+        what = "terminated" if isinstance(exc, cli.Terminated) else "interrupted"
+        print(f"error: {what}; finished trials are kept: `{resume_command(args)}` resumes the study", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -101,9 +101,10 @@ class SafeStops:
             raise KeyboardInterrupt()
 
 
-def epoch_reporter(trial, metric: str, mlflow, stops: SafeStops):
+def epoch_reporter(trial, metric: str, epochs: int, mlflow, stops: SafeStops):
     """Keras callback: each epoch's metrics into the trial's MLflow run (step = epoch, 1-based) and
-    its validation metric to Optuna; a trial the pruner calls behind stops after that epoch."""
+    its validation metric to Optuna; a trial the pruner calls behind stops after that epoch. Never
+    after its last: a trial that trained to the end has its value, and the sampler learns from it."""
     import keras
 
     class EpochReporter(keras.callbacks.Callback):
@@ -123,22 +124,24 @@ def epoch_reporter(trial, metric: str, mlflow, stops: SafeStops):
             self.value = logs.get(metric, math.nan)
             if math.isfinite(self.value):
                 trial.report(self.value, epoch)
-                if trial.should_prune():
+                if epoch + 1 < epochs and trial.should_prune():
                     self.pruned = True
                     self.model.stop_training = True
 
     return EpochReporter()
 
 
-def objective(params: Params, entry: SearchEntry, name: str, data: Data, parent: str, experiment: str,
-              stops: SafeStops, worker: int):
-    """Optuna's objective; each trial's run is a child of the study's run `parent`, also when
-    another process (a worker of `make search JOBS=N`) holds that run."""
+def trainer(params: Params, entry: SearchEntry, name: str, data: Data, parent: str, experiment: str,
+            stops: SafeStops, worker: int):
+    """run_trial(trial) -> (Optuna's state for it, its value or None), for Study.tell. Each trial's
+    run is a child of the study's run `parent`, also when another process (the driver) holds that run.
+    Ctrl-C or SIGTERM: the trial is failed as interrupted and queued again with its values (it runs
+    again on resume), and the interruption goes on."""
     import keras
     import mlflow
-    import optuna
+    from optuna.trial import TrialState
 
-    def run_trial(trial) -> float:
+    def run_trial(trial) -> tuple[TrialState, float | None]:
         values = sample(trial, entry)
         job = trial_job(params, entry, f"{name} trial {trial.number}", values, data.directory)
         shown = {key: label(value) for key, value in values.items()}
@@ -158,21 +161,26 @@ def objective(params: Params, entry: SearchEntry, name: str, data: Data, parent:
             from pipeline.training.feed import array_batches
 
             classes, batch = num_classes(job.dataset), job.train.batch_size
-            reporter = epoch_reporter(trial, entry.metric, mlflow, stops)
+            reporter = epoch_reporter(trial, entry.metric, entry.epochs, mlflow, stops)
             model.fit(array_batches(x_train, y_train, batch_size=batch, classes=classes, shuffle_seed=job.seed),
                       validation_data=array_batches(x_val, y_val, batch_size=batch, classes=classes),
                       epochs=entry.epochs, shuffle=False, verbose=0,
                       callbacks=[reporter, keras.callbacks.TerminateOnNaN()])
             if reporter.pruned:
                 state = "pruned"
-                raise optuna.TrialPruned()
+                return TrialState.PRUNED, None
             if math.isfinite(reporter.value):
                 state = "complete"  # its last epoch's metric is the trial's value
-            return reporter.value  # NaN: Optuna records the trial as failed
+                return TrialState.COMPLETE, reporter.value
+            return TrialState.FAIL, None  # a loss that turned NaN
         except KeyboardInterrupt:
             state = "interrupted"  # run again on resume, with the same values
             trial.set_user_attr("interrupted", True)
             trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})  # all drawn by now
+            trial.study.tell(trial, state=TrialState.FAIL)
+            raise
+        except Exception:
+            trial.study.tell(trial, state=TrialState.FAIL)
             raise
         finally:
             mlflow.set_tag("state", state)
@@ -180,5 +188,3 @@ def objective(params: Params, entry: SearchEntry, name: str, data: Data, parent:
                            else "FAILED")
 
     return run_trial
-
-

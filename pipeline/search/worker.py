@@ -13,7 +13,9 @@ the driver's gRPC proxy, and fails once the driver is gone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
+import gc
 import os
 import signal
 import sys
@@ -23,8 +25,8 @@ from pathlib import Path
 from pipeline.common import cli
 from pipeline.params.load import load_search
 from pipeline.params.space import SearchEntry
-from pipeline.search.storage import counted, open_study
-from pipeline.search.trial import Data, SafeStops, objective
+from pipeline.search.storage import AskLock, counted, open_study
+from pipeline.search.trial import Data, SafeStops, trainer
 from pipeline.training.timings import duration
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -54,27 +56,32 @@ def progress(name: str, entry: SearchEntry, started: float, done_before: int):
     return note
 
 
-def stop_when_enough(entry: SearchEntry):
-    """optimize's callback: no new trial once those finished and those running (in any worker) make
-    the entry's count."""
+def next_trial(study, entry: SearchEntry, ask_lock):
+    """A new trial (a queued one first), or None once those finished and those running in any worker
+    make the entry's count. Under `ask_lock`: two workers checking and asking at once would both
+    take the last slot, or the same queued trial (Optuna asks through SQLite without locking)."""
     from optuna.trial import TrialState
 
-    def check(study, trial) -> None:
+    with ask_lock:
         trials = study.get_trials(deepcopy=False)
         if sum(counted(t) or t.state == TrialState.RUNNING for t in trials) >= entry.trials:
-            study.stop()
-
-    return check
+            return None
+        return study.ask()
 
 
 def optimize(study, params, entry: SearchEntry, name: str, data: Data, parent: str, experiment: str,
-             worker: int, stops: SafeStops) -> None:
-    done = sum(counted(t) for t in study.get_trials(deepcopy=False))
-    if done < entry.trials:
-        study.optimize(objective(params, entry, name, data, parent, experiment, stops, worker),
-                       n_trials=entry.trials - done, gc_after_trial=True,
-                       callbacks=[progress(name, entry, time.monotonic(), done), stop_when_enough(entry)])
-    stops.check()
+             worker: int, stops: SafeStops, ask_lock) -> None:
+    """Trials until the entry's count is finished, through Optuna's ask and tell."""
+    run_trial = trainer(params, entry, name, data, parent, experiment, stops, worker)
+    note = progress(name, entry, time.monotonic(), sum(counted(t) for t in study.get_trials(deepcopy=False)))
+    while True:
+        stops.check()
+        trial = next_trial(study, entry, ask_lock)
+        if trial is None:
+            return
+        state, value = run_trial(trial)
+        note(study, study.tell(trial, value, state=state))
+        gc.collect()  # each trial's graph and arrays: Keras keeps references until collected
 
 
 def stop_with(driver: int) -> None:
@@ -107,10 +114,12 @@ def main(argv=None) -> None:
         from pipeline.model.runtime import load_tensorflow
 
         load_tensorflow()
-        study, _, _ = open_study(args.entry, entry, params, root, worker=args.worker, proxy=args.storage)
+        study, _, path = open_study(args.entry, entry, params, root, worker=args.worker, proxy=args.storage)
+        # Through the driver's proxy, each storage call is served one at a time: no lock to share.
+        ask_lock = contextlib.nullcontext() if args.storage else AskLock(path)
         with SafeStops().installed() as stops:
             optimize(study, params, entry, args.entry, Data(root / "data" / "prepared" / dataset, dataset),
-                     args.parent, args.experiment, args.worker, stops)
+                     args.parent, args.experiment, args.worker, stops, ask_lock)
     except KeyboardInterrupt:
         sys.exit(130)  # the driver says it, once for all its workers
 
