@@ -276,6 +276,10 @@ def test_a_resumed_study_draws_new_values_and_more_trials_continue_it(tmp_path):
 
     assert study_name("tiny", replace(entry, trials=40), params) == study_name("tiny", entry, params)
     assert study_name("tiny", replace(entry, epochs=4), params) != study_name("tiny", entry, params)
+    quick = replace(params, train=replace(params.train, epochs=2, subset=0.2))  # the base's budget: not a trial's
+    assert study_name("tiny", entry, quick) == study_name("tiny", entry, params)
+    other = replace(params, train=replace(params.train, optimizer="sgd"))  # not in the space: trials train with it
+    assert study_name("tiny", entry, other) != study_name("tiny", entry, params)
 
 
 def test_missing_prepared_data_is_one_line_naming_the_command(tmp_path, monkeypatch):

@@ -22,8 +22,8 @@ def storage_path(root: Path, name: str) -> Path:
 def study_name(name: str, entry: SearchEntry, params: Params) -> str:
     """The entry's name and a digest of what its trials train: a changed entry is a new study. But
     for its count of trials: raising it continues the study with more."""
-    what = {"entry": {k: v for k, v in asdict(entry).items() if k != "trials"},
-            "base": setting_values(*resolved(params, entry.base))}
+    base = {k: v for k, v in setting_values(*resolved(params, entry.base)).items() if k not in ("epochs", "subset")}
+    what = {"entry": {k: v for k, v in asdict(entry).items() if k != "trials"}, "base": base}  # a trial's own budget
     return f"{name}-{hashlib.md5(json.dumps(what, sort_keys=True, default=list).encode()).hexdigest()[:8]}"
 
 
