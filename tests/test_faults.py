@@ -78,3 +78,37 @@ def test_outputs_get_the_usual_permissions(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "figures").stat().st_mode) == 0o755
+
+
+def test_a_killed_trainings_run_is_closed_by_the_next_attempt_and_no_other(tmp_path):
+    """A RUNNING run whose training process on this machine is gone (SIGKILL, the OOM killer) and
+    that no backup resumes ends KILLED with its reason; one whose process lives, one started on
+    another machine and the run being resumed stay RUNNING."""
+    import socket
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.tracking.store import close_abandoned
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("runs", artifact_location=str(tmp_path / "artifacts"))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    living = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "pipeline.train"])
+    here = socket.gethostname()
+
+    def running(host: str, pid: int) -> str:
+        tags = {"setting": "mnist-k3-s1", "seed": "0", "host": host, "pid": str(pid)}
+        return client.create_run(experiment, tags=tags).info.run_id
+
+    killed, alive, elsewhere, resumed = (running(here, gone.pid), running(here, living.pid),
+                                         running("another-machine", gone.pid), running(here, gone.pid))
+    try:
+        assert close_abandoned(client, experiment, "mnist-k3-s1", 0, keep=resumed) == [killed]
+    finally:
+        living.kill()
+        living.wait()
+    assert client.get_run(killed).info.status == "KILLED"
+    assert "closed by the next attempt" in client.get_run(killed).data.tags["failure_reason"]
+    assert [client.get_run(r).info.status for r in (alive, elsewhere, resumed)] == ["RUNNING"] * 3
