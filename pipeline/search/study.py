@@ -7,8 +7,9 @@ and is judged on the validation split, epoch by epoch: a trial clearly behind th
 same epoch is pruned (Optuna's median pruner). The test split is never loaded: it judges the chosen
 setting later, once (`dvc repro` and the report). Trials run in this process, or with --jobs N
 (make search JOBS=N) in N worker processes side by side (pipeline/search/worker.py), for a GPU
-box or a many-core CPU (on 2 cores one at a time is as fast), or with --scheduler (make search
-SCHEDULER=tcp://host:8786) on a Dask cluster's workers (pipeline/search/cluster.py).
+box or a many-core CPU (on 2 cores expect little gain: one training uses both), or with
+--scheduler (make search SCHEDULER=tcp://host:8786) on a Dask cluster's workers
+(pipeline/search/cluster.py).
 
 The study lives in .dvc/tmp/search/<entry>.db (Optuna's SQLite storage): stopped by Ctrl-C or a
 kill, the same command resumes it; finished trials stay, an interrupted one runs again with its
