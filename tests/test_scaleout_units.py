@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from pipeline.scaleout import cluster, sweep
+from pipeline.scaleout import cluster, cluster_setup, sweep
 from tests.helpers import run_stage
 
 STALE = [("mnist-k3-s1", 0), ("cifar10-k3-s1", 0)]
@@ -59,8 +59,8 @@ def test_a_sweep_without_failures_gathers_the_results(monkeypatch):
 
 def test_the_cluster_driver_refuses_code_the_workers_would_not_check_out(monkeypatch):
     monkeypatch.setattr(cluster, "load_params", lambda path: object())
-    monkeypatch.setattr(cluster, "shared_places", lambda: ("http://tracking:5000", "s3://remote"))
-    monkeypatch.setattr(cluster, "git", lambda *args: " M pipeline/train.py\n M params.yaml\n?? notes.txt\n"
+    monkeypatch.setattr(cluster_setup, "shared_places", lambda: ("http://tracking:5000", "s3://remote"))
+    monkeypatch.setattr(cluster_setup, "git", lambda *args: " M pipeline/train.py\n M params.yaml\n?? notes.txt\n"
                         if args[0] == "status" else pytest.fail(f"git {args} after the check"))
     monkeypatch.setattr(cluster, "stale_after_shared_inputs", lambda params: pytest.fail("went on to the sweep"))
     status, stderr = run_stage(cluster.main, ["--scheduler", "tcp://127.0.0.1:8786"])

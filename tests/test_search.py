@@ -282,6 +282,54 @@ def test_a_resumed_study_draws_new_values_and_more_trials_continue_it(tmp_path):
     assert study_name("tiny", entry, other) != study_name("tiny", entry, params)
 
 
+def test_workers_sharing_no_lock_take_no_more_trials_than_the_entry_counts(tmp_path):
+    """Dask workers reach the study through the driver's gRPC proxy and share no lock: four asking at
+    once for the one trial left get one. The others hand theirs back unrun, a queued trial's values
+    queued again; none of them counts as finished."""
+    import contextlib
+    import threading
+    from dataclasses import replace
+
+    from optuna.trial import TrialState
+
+    from pipeline.params.load import load_search
+    from pipeline.search.cluster import serve_study
+    from pipeline.search.storage import counted, open_study, worker_study
+    from pipeline.search.worker import next_trial
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(search_params(), sort_keys=False))
+    params, entry = load_search(path, "tiny")
+    entry = replace(entry, trials=1)
+    (tmp_path / ".dvc" / "tmp" / "search").mkdir(parents=True)
+    study, storage, _ = open_study("tiny", entry, params, tmp_path)
+    for rate in (0.001, 0.002):  # two queued (retried) trials, then new ones
+        study.enqueue_trial({"learning_rate": rate, "batch_size": 32})
+    server, address = serve_study(storage, "127.0.0.1")
+    start, taken = threading.Barrier(4), []
+
+    def worker(number: int) -> None:
+        mine = worker_study(study.study_name, entry, path, number, address)
+        start.wait()
+        trial = next_trial(mine, entry, contextlib.nullcontext())
+        if trial is not None:
+            taken.append(trial.number)
+
+    try:
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        server.stop(grace=None)
+    assert taken == [0]  # the lowest number holds the slot
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    assert trials[0].state == TrialState.RUNNING and not any(counted(t) for t in trials.values())
+    assert [t.params.get("learning_rate") or t.system_attrs["fixed_params"]["learning_rate"]
+            for t in trials.values() if t.state == TrialState.WAITING] == [0.002]  # queued again, unrun
+
+
 def test_missing_prepared_data_is_one_line_naming_the_command(tmp_path, monkeypatch):
     from pipeline.search import study
 

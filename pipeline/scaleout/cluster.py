@@ -33,7 +33,7 @@ from pathlib import Path
 from pipeline.common import cli
 from pipeline.common.errors import PipelineError, redact
 from pipeline.params.load import load_params
-from pipeline.scaleout.cluster_setup import dirty_files, git, shared_places, task_resources
+from pipeline.scaleout.cluster_setup import shared_with_workers, task_resources
 from pipeline.scaleout.sweep import dvc, gather, stale_after_shared_inputs
 from pipeline.tracking.store import SWEEP_TAG_ENV
 from pipeline.training.timings import duration
@@ -185,13 +185,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     resources = task_resources(args.resources)
-    tracking_uri, remote_url = shared_places()
-    dirty = dirty_files(git("status", "--porcelain"))
-    if dirty:
-        raise PipelineError(f"workers check out the last commit, which lacks your changes to {', '.join(dirty)}: "
-                            "commit them first (params.yaml may stay uncommitted)")
-    repository = args.repository or git("config", "--default", "", "--get", "remote.origin.url") or str(Path.cwd())
-    commit = git("rev-parse", "HEAD")
+    shared = shared_with_workers(args.repository)
 
     stale, _, line = stale_after_shared_inputs(params)
     # the workers restore the shared inputs from the remote's run cache
@@ -199,8 +193,9 @@ def main(argv=None) -> None:
     if stale:
         print(f"{line}, spread over the workers of {args.scheduler}", file=sys.stderr)
         sweep = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        tasks = [Task(name, seed, seed == params.seeds[0], repository, commit, args.params.read_text(encoding="utf-8"),
-                      remote_url, tracking_uri, sweep) for name, seed in stale]
+        tasks = [Task(name, seed, seed == params.seeds[0], shared.repository, shared.commit,
+                      args.params.read_text(encoding="utf-8"), shared.remote_url, shared.tracking_uri, sweep)
+                 for name, seed in stale]
         failed = submit_and_wait(args.scheduler, tasks, resources, args.retries)
         lost = close_lost_runs(sweep)
         if lost:
@@ -209,7 +204,8 @@ def main(argv=None) -> None:
             raise PipelineError(f"sweep: {failed[0].run} failed on {failed[0].worker}: {failed[0].error}")
         dvc("pull", "--quiet", "--run-cache", "--allow-missing")
     gather(pull=True)
-    print(f"sweep: done; MLflow runs in {redact(tracking_uri)}, outputs in {redact(remote_url)}", file=sys.stderr)
+    print(f"sweep: done; MLflow runs in {redact(shared.tracking_uri)}, outputs in {redact(shared.remote_url)}",
+          file=sys.stderr)
 
 
 def submit_and_wait(scheduler: str, tasks: list[Task], resources, retries: int) -> list[Outcome]:

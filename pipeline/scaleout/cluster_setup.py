@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 from pipeline.common.errors import PipelineError
@@ -55,3 +57,26 @@ def git(*args: str) -> str:
     if result.returncode != 0:
         raise PipelineError(f"git {args[0]} failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
     return result.stdout.rstrip()  # porcelain lines start with a space
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every worker reaches: the tracking server, the DVC remote, the code's repository and commit."""
+
+    tracking_uri: str
+    remote_url: str
+    repository: str
+    commit: str
+
+
+def shared_with_workers(repository: str | None = None) -> Shared:
+    """Checked before anything starts, each in one line: the server and remote every worker
+    reaches, and a commit that holds the code as it is here. repository: where workers `git clone`
+    from (default: the `origin` remote, else this checkout's path)."""
+    tracking_uri, remote_url = shared_places()
+    dirty = dirty_files(git("status", "--porcelain"))
+    if dirty:
+        raise PipelineError(f"workers check out the last commit, which lacks your changes to {', '.join(dirty)}: "
+                            "commit them first (params.yaml may stay uncommitted)")
+    repository = repository or git("config", "--default", "", "--get", "remote.origin.url") or str(Path.cwd())
+    return Shared(tracking_uri, remote_url, repository, git("rev-parse", "HEAD"))

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 from pipeline.common.errors import PipelineError
 from pipeline.params.space import SearchEntry
 from pipeline.scaleout.cluster import Checkout, stage_error
-from pipeline.scaleout.cluster_setup import dirty_files, git, shared_places
+from pipeline.scaleout.cluster_setup import Shared
 from pipeline.scaleout.sweep import dvc
 from pipeline.search.storage import counted
 
@@ -40,6 +40,7 @@ class SearchTask:
     remote_url: str
     tracking_uri: str
     storage: str  # host:port of the study's gRPC proxy
+    study: str  # its name there
     parent: str  # the study's MLflow run
     experiment: str
 
@@ -51,8 +52,8 @@ def run_search_task(task: SearchTask) -> tuple[str, int, str]:
                   task.remote_url, {"MLFLOW_TRACKING_URI": task.tracking_uri}) as checkout:
         checkout.must(checkout.dvc, "repro", "--pull", f"preprocess@{task.dataset}")
         result = checkout.call(sys.executable, "-m", "pipeline.search.worker", task.entry, "--params", "params.yaml",
-                               "--parent", task.parent, "--experiment", task.experiment, "--worker",
-                               str(task.worker), "--storage", task.storage)
+                               "--study", task.study, "--parent", task.parent, "--experiment", task.experiment,
+                               "--worker", str(task.worker), "--storage", task.storage)
         error = stage_error(result.stderr) or (result.stderr.strip().splitlines() or [""])[-1]
         return checkout.address, result.returncode, error
 
@@ -94,32 +95,12 @@ def serve_study(storage, host: str):
     return server, f"{host}:{port}"
 
 
-@dataclass(frozen=True)
-class Shared:
-    """What every worker reaches: the tracking server, the DVC remote, the code's repository and commit."""
-
-    tracking_uri: str
-    remote_url: str
-    repository: str
-    commit: str
-
-
-def shared_with_workers() -> Shared:
-    """Checked before the study opens, each in one line: the server and remote every worker
-    reaches, and a commit that holds the code as it is here."""
-    tracking_uri, remote_url = shared_places()
-    dirty = dirty_files(git("status", "--porcelain"))
-    if dirty:
-        raise PipelineError(f"workers check out the last commit, which lacks your changes to {', '.join(dirty)}: "
-                            "commit them first (params.yaml may stay uncommitted)")
-    repository = git("config", "--default", "", "--get", "remote.origin.url") or str(Path.cwd())
-    return Shared(tracking_uri, remote_url, repository, git("rev-parse", "HEAD"))
-
-
 def run_on_cluster(scheduler: str, resources, jobs: int | None, shared: Shared, name: str, params_path: Path,
-                   entry: SearchEntry, dataset: str, study, storage, parent: str, experiment: str, progress) -> None:
+                   entry: SearchEntry, dataset: str, study, storage, parent: str, experiment: str, progress,
+                   again: str) -> None:
     """Every trial left of the study on the cluster's workers; `progress(study, trial)` for each
-    one finished, as it finishes."""
+    one finished, as it finishes. again: the command that resumes. A task that crashed (its machine
+    lost, say) runs again elsewhere, twice at most; stopped here, no task is left to start."""
     import cloudpickle
     from distributed import Client, as_completed
 
@@ -139,32 +120,35 @@ def run_on_cluster(scheduler: str, resources, jobs: int | None, shared: Shared, 
                   file=sys.stderr, flush=True)
             tasks = [SearchTask(name, k, dataset, shared.repository, shared.commit,
                                 params_path.read_text(encoding="utf-8"), shared.remote_url, shared.tracking_uri,
-                                address, parent, experiment) for k in range(count)]
+                                address, study.study_name, parent, experiment) for k in range(count)]
             futures = [client.submit(cloudpickle.loads, cloudpickle.dumps(CallOnLoad(run_search_task, task)),
                                      key=f"search-{name}-{task.worker}-{time.time_ns()}", resources=resources,
-                                     pure=False) for task in tasks]
+                                     retries=2, pure=False) for task in tasks]
             shown = {t.number for t in study.get_trials(deepcopy=False) if counted(t)}
             failures = []
             pending = as_completed(futures)
-            while not pending.is_empty():
-                for future in pending.next_batch(block=False):
-                    try:
-                        address_of, status, error = future.result()
-                    except Exception as exc:  # the checkout or the data on that worker, or the worker lost
-                        address_of, status, error = "a worker", 1, f"{type(exc).__name__}: {exc}"
-                    if status != 0:
-                        failures.append(f"{address_of}: {error}")
-                for trial in study.get_trials(deepcopy=False):
-                    if counted(trial) and trial.number not in shown:
-                        shown.add(trial.number)
-                        progress(study, trial)
-                time.sleep(1)
+            try:
+                while not pending.is_empty():
+                    for future in pending.next_batch(block=False):
+                        try:
+                            address_of, status, error = future.result()
+                        except Exception as exc:  # the checkout or the data on that worker, after the retries
+                            address_of, status, error = "a worker", 1, f"{type(exc).__name__}: {exc}"
+                        if status != 0:
+                            failures.append(f"{address_of}: {error}")
+                    for trial in study.get_trials(deepcopy=False):
+                        if counted(trial) and trial.number not in shown:
+                            shown.add(trial.number)
+                            progress(study, trial)
+                    time.sleep(1)
+            finally:  # Ctrl-C: no task left to start (running ones stop when the study's server is gone)
+                client.cancel(futures)
     finally:
         server.stop(grace=None)
     if failures:
         raise PipelineError(f"search {name}: a worker failed ({failures[0]}); finished trials are kept: "
-                            f"`make search NAME={name} SCHEDULER={scheduler}` resumes the study")
+                            f"`{again}` resumes the study")
     left = entry.trials - sum(counted(t) for t in study.get_trials(deepcopy=False))
     if left > 0:  # a worker lost mid-trial: its trial stays running until the next start
-        raise PipelineError(f"search {name}: {left} trial(s) unfinished (a worker was lost); the same command "
-                            "resumes the study")
+        raise PipelineError(f"search {name}: {left} trial(s) unfinished (a worker was lost): `{again}` resumes "
+                            "the study")

@@ -34,11 +34,21 @@ def values_of(trial) -> dict:
 
 
 def counted(trial) -> bool:
-    """A finished trial: complete, pruned, or failed on its own (not stopped by Ctrl-C or a kill)."""
+    """A finished trial: complete, pruned, or failed on its own (not stopped by Ctrl-C or a kill,
+    nor handed back unrun by pipeline.search.worker.next_trial)."""
     from optuna.trial import TrialState
 
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-        trial.state == TrialState.FAIL and not trial.user_attrs.get("interrupted"))
+        trial.state == TrialState.FAIL and not trial.user_attrs.get("interrupted")
+        and not trial.user_attrs.get("handed_back"))
+
+
+def taken(study, up_to: int | None = None) -> int:
+    """Trials finished or running (in any worker), of those numbered up to `up_to` if given."""
+    from optuna.trial import TrialState
+
+    return sum(counted(t) or t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False)
+               if up_to is None or t.number <= up_to)
 
 
 def recover(study, storage, client) -> list[int]:
@@ -92,27 +102,61 @@ def only_process(path: Path, name: str):
         yield lock.fileno()
 
 
-def open_study(name: str, entry: SearchEntry, params: Params, root: Path, worker: int = 0, proxy: str | None = None):
-    """The study, its storage and path. Each worker's sampler has its own seed (the entry's plus its
-    number, plus 1000 per trial the study holds): with one seed, workers starting together would
-    propose the same values. A new study in one process samples with the entry's seed. proxy:
-    host:port of the driver's gRPC proxy to the study (a worker on another machine)."""
+def open_study(name: str, entry: SearchEntry, params: Params, root: Path):
+    """The driver's study (created if new), its storage and path. Its sampler has the entry's seed on a
+    new study, and another one per trial the study holds: the same seed on every start would draw a
+    resumed study's first random trials again."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     path = storage_path(root, name)
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=entry.startup_trials) if entry.pruner == "median"
-              else optuna.pruners.NopPruner())
+    storage = sqlite_storage(path)
+    study = optuna.create_study(storage=storage, study_name=study_name(name, entry, params),
+                                direction=entry.direction, pruner=pruner(entry), load_if_exists=True)
+    study.sampler = sampler(entry, 0, study)
+    return study, storage, path
+
+
+def worker_study(study: str, entry: SearchEntry, path: Path, worker: int, proxy: str | None):
+    """The driver's study, by its name, for worker `worker`: through the SQLite file at `path` (a
+    worker on the driver's machine), or the driver's gRPC proxy at host:port (one on another machine;
+    one line if it cannot be reached). Each worker samples with a seed of its own: workers starting
+    together with one seed would propose the same values."""
+    import optuna
+
     if proxy:
         host, _, port = proxy.rpartition(":")
         storage = optuna.storages.GrpcStorageProxy(host=host, port=int(port))
-    else:  # workers on this machine write to one SQLite file: wait for another's write, not fail on the lock
-        storage = optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 60}})
-    study = optuna.create_study(storage=storage, study_name=study_name(name, entry, params),
-                                direction=entry.direction, pruner=pruner, load_if_exists=True)
-    # The same seed on every start would draw a resumed study's first random trials again.
-    study.sampler = optuna.samplers.TPESampler(seed=entry.seed + worker + 1000 * len(study.get_trials(deepcopy=False)))
-    return study, storage, path
+        try:
+            storage.wait_server_ready(timeout=60)
+        except ConnectionError:
+            raise PipelineError(f"the study's server at {proxy} (the driver's machine) does not answer: a "
+                                "firewall between the workers and the driver?") from None
+    else:
+        storage = sqlite_storage(path)
+    loaded = optuna.load_study(study_name=study, storage=storage, pruner=pruner(entry))
+    loaded.sampler = sampler(entry, worker, loaded)
+    return loaded
+
+
+def sqlite_storage(path: Path):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # workers on one machine write to one SQLite file: wait for another's write, not fail on the lock
+    return optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 60}})
+
+
+def pruner(entry: SearchEntry):
+    import optuna
+
+    return (optuna.pruners.MedianPruner(n_startup_trials=entry.startup_trials) if entry.pruner == "median"
+            else optuna.pruners.NopPruner())
+
+
+def sampler(entry: SearchEntry, worker: int, study):
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=entry.seed + worker + 1000 * len(study.get_trials(deepcopy=False)))
 
 
 def run_exists(client, run_id: str) -> bool:

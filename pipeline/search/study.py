@@ -26,6 +26,7 @@ size with every seed of `seeds:`, and the report gives the verdict against the b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -37,13 +38,14 @@ from pathlib import Path
 
 from pipeline.common import cli
 from pipeline.common.errors import PipelineError
+from pipeline.common.stops import SafeStops
 from pipeline.params.load import load_search
 from pipeline.params.schema import resolved
 from pipeline.params.space import SearchEntry
 from pipeline.scaleout.cluster_setup import task_resources
 from pipeline.search.result import write_result
-from pipeline.search.storage import AskLock, counted, only_process, open_study, recover, run_exists, storage_path
-from pipeline.search.trial import Data, SafeStops, label
+from pipeline.search.storage import counted, only_process, open_study, recover, run_exists, storage_path
+from pipeline.search.trial import Data, label
 from pipeline.search.worker import optimize, progress
 
 
@@ -56,10 +58,12 @@ def best_values(study, entry: SearchEntry) -> dict[str, object]:
     return values
 
 
-def run_workers(name: str, params_path: Path, jobs: int, lock: int, parent: str, experiment: str) -> None:
+def run_workers(name: str, params_path: Path, jobs: int, lock: int, study: str, parent: str, experiment: str,
+                again: str) -> None:
     """The trials in `jobs` worker processes, each in a session of its own: Ctrl-C reaches this
-    process only, which passes it on once. One worker failing stops the others."""
-    command = [sys.executable, "-m", "pipeline.search.worker", name, "--params", str(params_path),
+    process only, which passes it on once. One worker failing stops the others. again: the command
+    that resumes."""
+    command = [sys.executable, "-m", "pipeline.search.worker", name, "--params", str(params_path), "--study", study,
                "--parent", parent, "--experiment", experiment, "--driver", str(os.getpid())]
     workers = [subprocess.Popen([*command, "--worker", str(k)], pass_fds=(lock,), start_new_session=True)
                for k in range(jobs)]
@@ -77,7 +81,7 @@ def run_workers(name: str, params_path: Path, jobs: int, lock: int, parent: str,
     failed = [f"{k} (exit {worker.returncode})" for k, worker in enumerate(workers) if worker.returncode != 0]
     if failed:
         raise PipelineError(f"search {name}: worker {', '.join(failed)} failed (its error is above); finished "
-                            f"trials are kept: `make search NAME={name}` resumes the study")
+                            f"trials are kept: `{again}` resumes the study")
 
 
 def resume_command(args) -> str:
@@ -111,8 +115,10 @@ def search(args) -> None:
     jobs = args.jobs or 1
     params, entry = load_search(args.params, args.entry)
     name, dataset = args.entry, params.settings[entry.base].dataset
+    shared = None
     if args.scheduler:
-        from pipeline.search.cluster import run_on_cluster, shared_with_workers
+        from pipeline.scaleout.cluster_setup import shared_with_workers
+        from pipeline.search.cluster import run_on_cluster
 
         shared = shared_with_workers()
 
@@ -139,15 +145,19 @@ def search(args) -> None:
         print(f"{name}: study {study.study_name} in {path}: {done} of {entry.trials} trials finished{resumed}"
               f"{side_by_side}", file=sys.stderr, flush=True)
         with tracking.run_outcome(run.info.run_id):
-            if args.scheduler and done < entry.trials:
+            if done >= entry.trials:
+                pass  # finished: the result is written again
+            elif args.scheduler:
                 run_on_cluster(args.scheduler, resources, args.jobs, shared, name, args.params, entry, dataset,
                                study, storage, run.info.run_id, experiment,
-                               progress(name, entry, time.monotonic(), done))
+                               progress(name, entry, time.monotonic(), done), resume_command(args))
             elif jobs > 1:
-                run_workers(name, args.params, jobs, lock, run.info.run_id, experiment)
-            else:
+                run_workers(name, args.params, jobs, lock, study.study_name, run.info.run_id, experiment,
+                            resume_command(args))
+            else:  # the study's lock keeps other processes out: no lock to ask under
                 with SafeStops().installed() as stops:
-                    optimize(study, params, entry, name, data, run.info.run_id, experiment, 0, stops, AskLock(path))
+                    optimize(study, params, entry, name, data, run.info.run_id, experiment, 0, stops,
+                             contextlib.nullcontext())
             try:
                 best = study.best_trial
             except ValueError:

@@ -4,17 +4,15 @@ SPLITS); each epoch's curve into the trial's MLflow run, and its validation metr
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import signal
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.common import cli
 from pipeline.common.errors import PipelineError
+from pipeline.common.stops import SafeStops
 from pipeline.job import TrainJob
 from pipeline.params.schema import Params, resolve
 from pipeline.params.space import SearchEntry
@@ -74,33 +72,6 @@ class Data:
         return self.loaded[job.data]
 
 
-class SafeStops:
-    """Ctrl-C and SIGTERM, acted on at the next safe point (a batch's end, a trial's start) rather
-    than wherever Python happens to be: a KeyboardInterrupt raised inside a garbage-collection
-    callback of SQLAlchemy or TensorFlow is printed and dropped, and the study would train on."""
-
-    def __init__(self):
-        self.signum = None
-
-    @contextlib.contextmanager
-    def installed(self):
-        def note(signum, frame):
-            self.signum = signum
-
-        previous = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-    def check(self) -> None:
-        if self.signum == signal.SIGTERM:
-            raise cli.Terminated(f"received signal {self.signum}")
-        if self.signum is not None:
-            raise KeyboardInterrupt()
-
-
 def epoch_reporter(trial, metric: str, epochs: int, mlflow, stops: SafeStops):
     """Keras callback: each epoch's metrics into the trial's MLflow run (step = epoch, 1-based) and
     its validation metric to Optuna; a trial the pruner calls behind stops after that epoch. Never
@@ -142,15 +113,16 @@ def trainer(params: Params, entry: SearchEntry, name: str, data: Data, parent: s
     from optuna.trial import TrialState
 
     def run_trial(trial) -> tuple[TrialState, float | None]:
-        values = sample(trial, entry)
-        job = trial_job(params, entry, f"{name} trial {trial.number}", values, data.directory)
-        shown = {key: label(value) for key, value in values.items()}
-        run = mlflow.start_run(experiment_id=experiment, run_name=f"trial {trial.number}", nested=True,
-                               parent_run_id=parent, tags={"search": name, "kind": "trial", "trial": str(trial.number),
-                                                           "worker": str(worker), "state": "running"})
-        trial.set_user_attr("mlflow_run", run.info.run_id)
-        state = "failed"
+        state, run = "failed", None
         try:
+            values = sample(trial, entry)
+            job = trial_job(params, entry, f"{name} trial {trial.number}", values, data.directory)
+            shown = {key: label(value) for key, value in values.items()}
+            run = mlflow.start_run(experiment_id=experiment, run_name=f"trial {trial.number}", nested=True,
+                                   parent_run_id=parent, tags={"search": name, "kind": "trial",
+                                                               "trial": str(trial.number), "worker": str(worker),
+                                                               "state": "running"})
+            trial.set_user_attr("mlflow_run", run.info.run_id)
             stops.check()
             mlflow.log_params({**shown, "epochs": entry.epochs, "subset": entry.subset, "seed": entry.seed,
                                "base": entry.base})
@@ -183,8 +155,9 @@ def trainer(params: Params, entry: SearchEntry, name: str, data: Data, parent: s
             trial.study.tell(trial, state=TrialState.FAIL)
             raise
         finally:
-            mlflow.set_tag("state", state)
-            mlflow.end_run("FINISHED" if state in ("complete", "pruned") else "KILLED" if state == "interrupted"
-                           else "FAILED")
+            if run is not None:
+                mlflow.set_tag("state", state)
+                mlflow.end_run("FINISHED" if state in ("complete", "pruned") else "KILLED" if state == "interrupted"
+                               else "FAILED")
 
     return run_trial

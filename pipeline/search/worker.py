@@ -23,17 +23,18 @@ import time
 from pathlib import Path
 
 from pipeline.common import cli
+from pipeline.common.stops import SafeStops
 from pipeline.params.load import load_search
 from pipeline.params.space import SearchEntry
-from pipeline.search.storage import AskLock, counted, open_study
-from pipeline.search.trial import Data, SafeStops, trainer
+from pipeline.search.storage import AskLock, counted, storage_path, taken, worker_study
+from pipeline.search.trial import Data, trainer
 from pipeline.training.timings import duration
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def progress(name: str, entry: SearchEntry, started: float, done_before: int):
-    """optimize's callback: one line per finished trial. Time left: the wall time per trial finished
+    """note(study, trial): one line for a finished trial. Time left: the wall time per trial finished
     since this process started, by any worker, times the trials left."""
     from optuna.trial import TrialState
 
@@ -58,15 +59,25 @@ def progress(name: str, entry: SearchEntry, started: float, done_before: int):
 
 def next_trial(study, entry: SearchEntry, ask_lock):
     """A new trial (a queued one first), or None once those finished and those running in any worker
-    make the entry's count. Under `ask_lock`: two workers checking and asking at once would both
-    take the last slot, or the same queued trial (Optuna asks through SQLite without locking)."""
+    make the entry's count. Workers on one machine check and ask under `ask_lock`: two at once would
+    both take the last slot, or the same queued trial (Optuna takes one by a read and a write through
+    SQLite, unlocked). Workers on other machines share no lock: one whose trial turns out to lie
+    beyond the count (lower numbers take the slots) hands it back unrun, its values queued again."""
     from optuna.trial import TrialState
 
     with ask_lock:
-        trials = study.get_trials(deepcopy=False)
-        if sum(counted(t) or t.state == TrialState.RUNNING for t in trials) >= entry.trials:
+        if taken(study) >= entry.trials:
             return None
-        return study.ask()
+        trial = study.ask()
+    if taken(study, up_to=trial.number) <= entry.trials:
+        return trial
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+    queued = frozen.system_attrs.get("fixed_params")  # a queued trial: its values wait for the next start
+    if queued:
+        study.enqueue_trial(queued, user_attrs=dict(trial.user_attrs))
+    trial.set_user_attr("handed_back", True)
+    study.tell(trial, state=TrialState.FAIL)
+    return None
 
 
 def optimize(study, params, entry: SearchEntry, name: str, data: Data, parent: str, experiment: str,
@@ -86,7 +97,8 @@ def optimize(study, params, entry: SearchEntry, name: str, data: Data, parent: s
 
 def stop_with(driver: int) -> None:
     """SIGTERM to this process when the driver dies, also by SIGKILL (Linux's parent-death signal)."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed: a worker would outlive its driver")
     if os.getppid() != driver:  # it died before the signal was asked for
         raise cli.Terminated("the search's driver is gone")
 
@@ -96,6 +108,7 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("entry")
     parser.add_argument("--params", type=Path, required=True)
+    parser.add_argument("--study", required=True, help="the study's name in its storage (the driver's)")
     parser.add_argument("--parent", required=True, help="the study's MLflow run")
     parser.add_argument("--experiment", required=True)
     parser.add_argument("--worker", type=int, required=True)
@@ -113,9 +126,10 @@ def main(argv=None) -> None:
         tracking.connect(root)
         from pipeline.model.runtime import load_tensorflow
 
+        path = storage_path(root, args.entry)
+        study = worker_study(args.study, entry, path, args.worker, args.storage)
         load_tensorflow()
-        study, _, path = open_study(args.entry, entry, params, root, worker=args.worker, proxy=args.storage)
-        # Through the driver's proxy, each storage call is served one at a time: no lock to share.
+        # On other machines than the driver's there is no file to lock (see next_trial).
         ask_lock = contextlib.nullcontext() if args.storage else AskLock(path)
         with SafeStops().installed() as stops:
             optimize(study, params, entry, args.entry, Data(root / "data" / "prepared" / dataset, dataset),
