@@ -61,9 +61,13 @@ def running_trials(repo: Path) -> set[int]:
     if not db.exists():  # the study not created yet
         return set()
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)) as connection:
-        return {number for (number,) in connection.execute(
-            "SELECT number FROM trials JOIN trial_user_attributes USING (trial_id) WHERE state = 'RUNNING' "
-            "AND key = 'mlflow_run'")}
+        try:
+            return {number for (number,) in connection.execute(
+                "SELECT number FROM trials JOIN trial_user_attributes USING (trial_id) WHERE state = 'RUNNING' "
+                "AND key = 'mlflow_run'")}
+        except sqlite3.OperationalError as exc:  # its tables being created right now
+            assert "no such table" in str(exc), exc
+            return set()
 
 
 def trials(repo: Path):
