@@ -11,7 +11,7 @@ import pytest
 from dvc.dependency.param import ParamsDependency
 from dvc.repo import Repo
 
-from tests.helpers import REPO, imported_modules
+from tests.helpers import REPO, imported_modules, shipped_checkout
 
 # Modules a stage may import without declaring them, and why none of them changes its outputs.
 # The search does not follow their own imports: those serve the module's job, not the stage's.
@@ -51,8 +51,8 @@ def missing_deps(module: str, declared: set[str]) -> list[str]:
 @cache
 def _stages() -> dict[str, set[str]]:
     """Stage -> its declared file deps (DVC's own expansion of dvc.yaml)."""
-    with Repo(str(REPO)) as repo:
-        return {stage.addressing: {Path(dep.def_path).as_posix() for dep in stage.deps
+    with Repo(str(shipped_checkout())) as repo:
+        return {stage.name: {Path(dep.def_path).as_posix() for dep in stage.deps
                                    if not isinstance(dep, ParamsDependency)}
                 for stage in repo.index.stages}
 

@@ -17,7 +17,7 @@ from dvc.dependency.param import ParamsDependency
 from dvc.repo import Repo
 
 from pipeline.params.load import parse_params
-from tests.helpers import REPO, imported_modules, shipped_params
+from tests.helpers import REPO, imported_modules, shipped_checkout, shipped_params
 
 
 class Recorder:
@@ -81,10 +81,10 @@ def _declared(stage) -> set[str]:
 @functools.cache
 def _stages() -> dict[str, dict[str, set[str]]]:
     """Stage module -> {each of its stages (DVC's own expansion of dvc.yaml): its declared params}."""
-    with Repo(str(REPO)) as repo:
+    with Repo(str(shipped_checkout())) as repo:
         by_module: dict[str, dict[str, set[str]]] = {}
         for stage in repo.index.stages:
-            by_module.setdefault(stage.addressing.partition("@")[0], {})[stage.addressing] = _declared(stage)
+            by_module.setdefault(stage.name.partition("@")[0], {})[stage.name] = _declared(stage)
         return by_module
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import yaml
 
 from pipeline.params.file import ParamsError
 from pipeline.params.load import load_params, parse_params
-from tests.helpers import REPO, project_env, shipped_params, shipped_params_text
+from tests.helpers import REPO, SHIPPED_PARAMS, project_env, shipped_checkout, shipped_params, shipped_params_text
 
 SHIPPED = shipped_params()
 
@@ -146,6 +147,16 @@ def test_malformed_file(tmp_path, text, problem):
         load_params(path)
 
 
+def test_the_tests_copy_of_params_yaml_is_the_shipped_file():
+    """The tests assert on tests/shipped_params.yaml, not on the workspace's params.yaml, which is
+    the user's to edit, resize and commit. On a fresh clone the two must be equal."""
+    if (REPO / "params.yaml").read_text(encoding="utf-8") == SHIPPED_PARAMS.read_text(encoding="utf-8"):
+        return
+    message = ("params.yaml differs from tests/shipped_params.yaml: a change to the shipped params.yaml "
+               "goes into both (on a fresh clone, as CI runs; here params.yaml is taken for the user's)")
+    pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+
+
 def test_shipped_params_are_valid_and_read_floats_in_e_notation(tmp_path):
     params = parse_params(shipped_params(), "params.yaml")
     assert len(params.settings) == 12 and len(params.sweeps) == 7  # the homework's 11 and 6, plus color
@@ -210,7 +221,7 @@ def test_unknown_setting_is_one_line_naming_the_known_ones(stage, paths):
     """Every stage that takes a setting, asked for one that params.yaml lacks (the paths after it
     are never reached)."""
     command = [sys.executable, "-m", f"pipeline.{stage}", "nosuch", *["unused"] * paths]
-    result = subprocess.run(command, cwd=REPO, env=project_env(), capture_output=True, text=True)
+    result = subprocess.run(command, cwd=shipped_checkout(), env=project_env(), capture_output=True, text=True)
     known = ", ".join(SHIPPED["settings"])
     assert result.returncode == 1
     assert result.stderr == f"error: params.yaml: settings.nosuch: no such setting (known: {known})\n"

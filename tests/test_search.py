@@ -409,9 +409,9 @@ def test_a_bad_search_entry_is_one_line(params, key, problem):
 
 def test_the_shipped_entry_loads():
     from pipeline.params.load import load_search
-    from tests.helpers import REPO
+    from tests.helpers import SHIPPED_PARAMS
 
-    params, entry = load_search(REPO / "params.yaml", "mnist-k3")
+    params, entry = load_search(SHIPPED_PARAMS, "mnist-k3")
     assert entry.base in params.settings and entry.metric.startswith("val_")
 
 
@@ -441,9 +441,9 @@ def test_every_value_the_shipped_space_draws_trains_a_valid_setting():
 
     from pipeline.params.load import load_search
     from pipeline.search.trial import sample, trial_job
-    from tests.helpers import REPO
+    from tests.helpers import SHIPPED_PARAMS
 
-    params, entry = load_search(REPO / "params.yaml", "mnist-k3")
+    params, entry = load_search(SHIPPED_PARAMS, "mnist-k3")
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0), direction=entry.direction)
     for _ in range(20):
         trial = study.ask()

@@ -1,35 +1,89 @@
-"""The README's two commands in a row: `make test` after `make quick` (which rewrites params.yaml
-and leaves a store, timings and saved values behind) runs the same unit tests and passes."""
+"""The unit tests hold in every workspace the README leads to: `make test` right after `make quick`
+(params.yaml resized, a store, timings and saved values left behind), and after the README's next
+steps (the quick size committed as a baseline, a setting edited, a search's result written back,
+`dvc exp run -S` re-formatting the file). params.yaml is the user's, in the working tree and in
+their commits; the tests carry the values they assert on (tests/shipped_params.yaml)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, project_env, run
+from tests.helpers import REPO, project_env, run, shipped_params_text
 
 pytestmark = pytest.mark.e2e
 
+# The inner suite's limit, inside this test's own (pytest-timeout's): a hang fails here, by name.
+SUITE_SECONDS = 480
 
-def test_the_unit_tests_pass_in_a_workspace_that_make_quick_has_changed(tmp_path):
-    copy = tmp_path / "hw2"
+
+def _commit(copy: Path, message: str, *paths: str) -> None:
+    run(["git", "add", *(paths or ["-A"])], copy)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], copy)
+
+
+def _shipped_checkout(copy: Path) -> Path:
+    """The code under test (the working tree's tracked files) with params.yaml as shipped, committed."""
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
     for name in filter(None, tracked.decode().split("\0")):
-        if (REPO / name).is_file():  # the working tree's version: what is about to be committed
+        if (REPO / name).is_file():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, copy / name)
+    (copy / "params.yaml").write_text(shipped_params_text())
     run(["git", "init", "-q"], copy)
-    run(["git", "add", "-A"], copy)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "as shipped"], copy)
+    _commit(copy, "as shipped")
+    return copy
+
+
+def _after_make_quick(copy: Path) -> None:
+    """params.yaml at the quick size, and what a quick run leaves behind, as after a crash."""
     run([sys.executable, "-m", "pipeline.params", "size", "quick"], copy)
-    # what a quick run leaves behind besides params.yaml, at its state after a crash
     (copy / ".dvc" / "tmp").mkdir(parents=True, exist_ok=True)
     (copy / ".dvc" / "tmp" / "epoch-seconds.json").write_text("{not json")
     (copy / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
     (copy / "mlruns" / "mlflow.db").write_bytes(b"not a database")
-    result = run([sys.executable, "-m", "pytest", "-m", "not e2e", "-q", "-x", "-p", "no:cacheprovider"], copy,
-                 env=project_env(), check=False, timeout=900)
+    (copy / "registry").mkdir()
+    (copy / "registry" / "champions.json").write_text('{"mnist": ')
+
+
+def _after_the_readmes_next_steps(copy: Path) -> None:
+    """make quick; the README's baseline commit of the quick size; its edit (l2: 0.01); a search's
+    write-back; then `dvc exp run -S` (DVC's own rewrite of the file)."""
+    from dvc.utils.hydra import apply_overrides
+
+    from pipeline.params.load import load_search
+    from pipeline.search.result import write_result
+
+    _after_make_quick(copy)
+    _commit(copy, "results: quick baseline", "params.yaml", "dvc.lock")
+    params = copy / "params.yaml"
+    text = params.read_text()
+    edited = text.replace("mnist-k3-s1-l2:\n    dataset: mnist\n    kernel: 3\n    strides: 1\n    l2: 0.001",
+                          "mnist-k3-s1-l2:\n    dataset: mnist\n    kernel: 3\n    strides: 1\n    l2: 0.01")
+    assert edited != text, "the README's edit no longer applies to the shipped params.yaml"
+    params.write_text(edited)
+    _, entry = load_search(params, "mnist-k3")
+    write_result(params, "mnist-k3", entry, {"learning_rate": 0.003, "l2": 0.0001, "batch_size": 64,
+                                             "optimizer": "rmsprop", "kernel": 5, "dense_units": 300}, 7, 0.98)
+    apply_overrides(params, ["settings.mnist-k3-s1-l2.l2=0.02"])
+
+
+@pytest.mark.timeout(SUITE_SECONDS + 120)
+@pytest.mark.parametrize("reach", [_after_make_quick, _after_the_readmes_next_steps], ids=lambda f: f.__name__[1:])
+def test_the_unit_tests_pass_in_every_workspace_the_readme_leads_to(tmp_path, reach):
+    copy = _shipped_checkout(tmp_path / "hw2")
+    reach(copy)
+    assert (copy / "params.yaml").read_text() != shipped_params_text()
+    env = project_env()
+    env.pop("CI", None)  # here params.yaml is the user's: the test of the tests' copy skips, as for a user
+    try:
+        result = run([sys.executable, "-m", "pytest", "-m", "not e2e", "-q", "-x", "-p", "no:cacheprovider"], copy,
+                     env=env, check=False, timeout=SUITE_SECONDS)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the unit tests did not finish in {SUITE_SECONDS} s in this workspace")
     assert result.returncode == 0, result.stdout[-3000:]
+    assert "params.yaml differs from tests/shipped_params.yaml" in result.stdout  # skipped, and said so
