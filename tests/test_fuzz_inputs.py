@@ -247,11 +247,14 @@ def test_a_resume_state_resumes_as_saved_or_is_named_in_one_line(scratch, data):
     (directory / "state.json").write_bytes(text)
     resumed = []
     status, stderr = stage(lambda argv: resumed.append(Resume.load(directory, "f" * 32)))
-    if status == 0 and resumed[0].run_id is not None:
-        state = json.loads(text)
-        assert same([resumed[0].run_id, list(resumed[0].rows)], [state["run_id"], state["rows"]])
-    elif status != 0:
+    if status != 0:
         assert_one_line_naming(directory / "state.json", status, stderr)
+        return
+    state = json.loads(text)
+    if state["fingerprint"] == "f" * 32:
+        assert same([resumed[0].run_id, list(resumed[0].rows)], [state["run_id"], state["rows"]])
+    else:  # another job's backup: the training starts over, the backup gone
+        assert (resumed[0].run_id, resumed[0].rows) == (None, ()) and not directory.exists()
 
 
 # epoch times -----------------------------------------------------------------------------------
