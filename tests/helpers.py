@@ -148,6 +148,13 @@ def assert_one_line_naming(path: Path | str, status: int, stderr: str) -> None:
     assert "Traceback" not in stderr
 
 
+def tethered(command: list[str], **popen) -> subprocess.Popen:
+    """A server started through tests/tether.py, leader of a process group of its own: it dies with
+    this test run, also one killed before its clean-up ran. Stop it with os.killpg(process.pid, ...)."""
+    return subprocess.Popen([sys.executable, str(REPO / "tests" / "tether.py"), *command], start_new_session=True,
+                            **popen)
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nobody listens on (bound, then released)."""
     with socket.socket() as sock:
@@ -162,8 +169,7 @@ def http_service(command: list[str], port: int, what: str, cwd: Path | None = No
     answers; stop its whole process group afterwards."""
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a chatty server never blocks on it
-        server = subprocess.Popen(command, cwd=cwd, env=env or project_env(), stdout=subprocess.DEVNULL, stderr=log,
-                                  text=True, start_new_session=True)
+        server = tethered(command, cwd=cwd, env=env or project_env(), stdout=subprocess.DEVNULL, stderr=log, text=True)
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -297,25 +303,25 @@ def imported_modules(path: Path) -> set[str]:
 
 
 @contextlib.contextmanager
-def dask_cluster(directory: Path, workers: int):
+def dask_cluster(directory: Path, workers: int, **worker_env: str):
     """A scheduler and `workers` workers on 127.0.0.1, each worker with a local directory of its
-    own (a machine of its own), one task at a time; every process group stopped afterwards."""
+    own (a machine of its own) and `worker_env` in its environment, one task at a time; every
+    process group stopped afterwards."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = project_env()
-    processes = [subprocess.Popen([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                   "--no-dashboard"], env=env, start_new_session=True,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    env = project_env(**worker_env)
+    processes = [tethered([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                           "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     machines = []
     try:
         for index in range(workers):
             machine = directory / f"machine{index}"
             machine.mkdir()
             machines.append(machine)
-            processes.append(subprocess.Popen(
+            processes.append(tethered(
                 [str(VENV_BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
                  "--resources", "slot=1", "--local-directory", str(machine), "--no-dashboard"],
-                env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         yield address, machines, processes[1:]
     finally:
         for process in processes:

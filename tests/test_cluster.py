@@ -17,6 +17,7 @@ import yaml
 from pipeline.common.errors import PipelineError
 from pipeline.scaleout.cluster import Task, stage_error
 from pipeline.scaleout.cluster_setup import dirty_files, task_resources
+from pipeline.training.checkpoint import HOLD_AFTER_FIRST_EPOCH_ENV
 from tests.helpers import (
     copy_project,
     dask_cluster,
@@ -60,17 +61,18 @@ def test_a_task_builds_its_run_and_the_first_seed_plots():
                                                                                 "evaluate@mnist-k3-s1-1"]
 
 
-def lose_the_machine_that_trains(machines, workers, driver, timeout=240) -> int:
-    """Once a worker's training has saved an epoch, SIGKILL its whole process group (a machine
-    lost mid-task); the index of that machine."""
+def lose_the_machine_that_trains(machines, workers, driver, release, timeout=240) -> int:
+    """Once a worker's training has saved an epoch (and holds there), SIGKILL its whole process
+    group (a machine lost mid-task), then release the trainings; the index of that machine."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and driver.poll() is None:
         for index, machine in enumerate(machines):
             if list(machine.glob("**/checkouts/*/.dvc/tmp/train-backup/*/*/state.json")):
                 os.killpg(workers[index].pid, signal.SIGKILL)
+                release.touch()
                 return index
         time.sleep(0.05)
-    raise AssertionError(f"no worker saved an epoch; the sweep said: {driver.communicate()[1][-3000:]}")
+    raise AssertionError(f"no worker saved an epoch in {timeout} s; the sweep said: {driver.communicate()[1][-3000:]}")
 
 
 def sweep_runs(url: str) -> list:
@@ -89,17 +91,20 @@ def test_a_sweep_over_two_dask_workers_survives_a_lost_machine(mirror, tmp_path)
     KILLED), the gathering `dvc repro` trains nothing, `dvc status` is clean and the report
     lists both. Then a setting whose loss turns NaN fails the sweep at once, without retries."""
     params = keep_settings(tiny_params(), SETTINGS)
-    params["train"]["epochs"] = 3  # an epoch is saved before the last one ends: the loss lands mid-training
+    params["train"]["epochs"] = 2
     repo = copy_project(tmp_path / "project", params)
     dvc(repo, "remote", "add", "--local", "-d", "shared", str(tmp_path / "remote"))
     port = free_port()
+    # each training holds after its first epoch until `release` exists: the loss lands mid-training
+    release = tmp_path / "release"
     with http_service(mlflow_server(port, tmp_path), port, "mlflow server") as url, \
-            dask_cluster(tmp_path, workers=2) as (scheduler, machines, workers):
+            dask_cluster(tmp_path, workers=2, **{HOLD_AFTER_FIRST_EPOCH_ENV: str(release)}) as (scheduler, machines,
+                                                                                               workers):
         env = project_env(MLFLOW_TRACKING_URI=url, PIPELINE_DATA_MIRROR=str(mirror))
         command = [sys.executable, "-m", "pipeline.scaleout.cluster", "--scheduler", scheduler, "--resources", "slot=1"]
         driver = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            lost = lose_the_machine_that_trains(machines, workers, driver)
+            lost = lose_the_machine_that_trains(machines, workers, driver, release)
             stdout, stderr = driver.communicate(timeout=600)
         finally:
             if driver.poll() is None:

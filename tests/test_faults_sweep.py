@@ -14,6 +14,7 @@ import time
 import pytest
 import yaml
 
+from pipeline.training.checkpoint import HOLD_AFTER_FIRST_EPOCH_ENV
 from tests.helpers import (
     VENV_BIN,
     dvc,
@@ -26,6 +27,7 @@ from tests.helpers import (
     project_env,
     reap,
     run,
+    tethered,
     tiny_params,
     train_command,
     wait_for_epochs,
@@ -133,8 +135,8 @@ def test_sigkill_at_random_moments_leaves_one_finished_run_per_setting(pipeline_
 
 
 def _serve(port, store, env=None, cwd=None):
-    server = subprocess.Popen(mlflow_server(port, store), cwd=cwd, env=env or project_env(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = tethered(mlflow_server(port, store), cwd=cwd, env=env or project_env(), stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
     from mlflow.tracking import MlflowClient
 
     deadline = time.monotonic() + 90
@@ -164,33 +166,41 @@ def _rows_saved(repo, setting: str, seed: int = 0) -> int:
         return 0
 
 
-def _wait_for_a_save_after(repo, setting: str, rows: int, process, timeout: float = 10) -> None:
-    """Until the training has saved an epoch past `rows` (its metrics are logged right after, into
-    the gap): an event, not a sleep. At most `timeout` s: an epoch saved just before the server
-    went is being logged into the gap already, and no further one is saved until that succeeds."""
+def _wait_for_rows(repo, setting: str, rows: int, process, timeout: float = 120) -> None:
+    """Until the training has saved `rows` epochs to resume from: an event, not a sleep."""
     deadline = time.monotonic() + timeout
-    while _rows_saved(repo, setting) <= rows and time.monotonic() < deadline:
-        assert process.poll() is None, "the training ended while the server was away"
+    while _rows_saved(repo, setting) < rows:
+        if process.poll() is not None:
+            said = "".join(filter(None, process.communicate()))[-3000:]
+            raise AssertionError(f"the training ended before saving epoch {rows}: {said}")
+        assert time.monotonic() < deadline, f"the training saved no epoch {rows} in {timeout} s"
         time.sleep(0.05)
 
 
+def _held(env: dict, tmp_path) -> tuple[dict, object]:
+    """env with the training held after its first epoch, and the file whose creation releases it."""
+    release = tmp_path / "release"
+    return {**env, HOLD_AFTER_FIRST_EPOCH_ENV: str(release)}, release
+
+
 def test_training_rides_out_a_tracking_server_restart(pipeline_run, tmp_path):
-    """The lab's server restarts during epoch 2 and is back after the stage has saved an epoch
-    whose metrics it then logs into the gap: MLflow's retries carry the logging over it, and the
-    run ends FINISHED with every epoch once."""
+    """The lab's server restarts between epochs 1 and 2: epoch 2 is saved while it is away and its
+    metrics are logged into the gap, where MLflow's retries carry them over it; the run ends
+    FINISHED with every epoch once."""
     repo, _, _ = pipeline_run
     port, out = free_port(), tmp_path / "out"
     job_file(repo, out, params=params_file(tmp_path, epochs=5, batch_size=2))
     server, client = _serve(port, tmp_path)
-    process = subprocess.Popen(train_command(out), cwd=repo, env=project_env(MLFLOW_TRACKING_URI=client.tracking_uri),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env, release = _held(project_env(MLFLOW_TRACKING_URI=client.tracking_uri), tmp_path)
+    process = subprocess.Popen(train_command(out), cwd=repo, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
     try:
-        run_id = wait_for_epochs(client, process, 1).info.run_id
-        saved = _rows_saved(repo, "mnist-k3-s1")
+        run_id = wait_for_epochs(client, process, 1).info.run_id  # and held there
         _stop(server)
-        _wait_for_a_save_after(repo, "mnist-k3-s1", saved, process)
+        release.touch()
+        _wait_for_rows(repo, "mnist-k3-s1", 2, process)  # saved with the server away: logged into the gap
         server, client = _serve(port, tmp_path)
-        _, stderr = process.communicate(timeout=600)
+        _, stderr = process.communicate(timeout=240)
         assert process.returncode == 0, stderr[-3000:]
         assert client.get_run(run_id).info.status == "FINISHED"
         for metric in ("loss", "val_accuracy"):
@@ -198,6 +208,9 @@ def test_training_rides_out_a_tracking_server_restart(pipeline_run, tmp_path):
     finally:
         reap(process)
         _stop(server)
+
+
+STOP_SECONDS = 120  # MLflow's 2 retries here take seconds; within this test's time limit (pytest-timeout's)
 
 
 def test_a_server_that_stays_away_stops_the_stage_and_the_next_run_resumes(pipeline_run, tmp_path):
@@ -210,19 +223,23 @@ def test_a_server_that_stays_away_stops_the_stage_and_the_next_run_resumes(pipel
     uri = client.tracking_uri
     env = project_env(MLFLOW_TRACKING_URI=uri, MLFLOW_HTTP_REQUEST_MAX_RETRIES="2",
                       MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1")
-    process = subprocess.Popen(train_command(out), cwd=repo, env=env, stdout=subprocess.DEVNULL,
+    held, release = _held(env, tmp_path)
+    process = subprocess.Popen(train_command(out), cwd=repo, env=held, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     try:
-        run_id = wait_for_epochs(client, process, 1).info.run_id
+        run_id = wait_for_epochs(client, process, 1).info.run_id  # and held there
         _stop(server)
-        started = time.monotonic()
-        _, stderr = process.communicate(timeout=300)
-        assert process.returncode == 1 and time.monotonic() - started < 120
+        release.touch()
+        try:
+            _, stderr = process.communicate(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the stage went on for {STOP_SECONDS} s after its server went away")
+        assert process.returncode == 1
         last = stderr.splitlines()[-1]
         assert last.startswith(f"error: tracking server {uri} stopped answering, also after MLflow's retries")
-        assert last.endswith(tuple(f"`dvc repro` resumes the training after epoch {n}" for n in (1, 2, 3))), last
+        assert last.endswith("`dvc repro` resumes the training after epoch 2"), last  # saved, then not logged
         server, client = _serve(port, tmp_path)
-        again = subprocess.run(train_command(out), cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+        again = subprocess.run(train_command(out), cwd=repo, env=env, capture_output=True, text=True, timeout=240)
         assert again.returncode == 0, again.stderr[-3000:]
         assert f"resuming MLflow run {run_id}" in again.stderr
         assert client.get_run(run_id).info.status == "FINISHED"
@@ -241,8 +258,8 @@ def auth_server(tmp_path_factory):
     store = tmp_path_factory.mktemp("auth-server")
     port = free_port()
     env = project_env(MLFLOW_AUTH_ADMIN_PASSWORD=PASSWORD, MLFLOW_FLASK_SERVER_SECRET_KEY="test-only-key")
-    server = subprocess.Popen(mlflow_server(port, store, "--app-name", "basic-auth"), cwd=store, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = tethered(mlflow_server(port, store, "--app-name", "basic-auth"), cwd=store, env=env,
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import urllib.request
 
     deadline = time.monotonic() + 90
@@ -294,14 +311,13 @@ def test_with_credentials_the_run_is_logged_and_the_password_nowhere(pipeline_ru
 
 
 def test_a_second_dvc_repro_in_the_same_workspace_gets_dvcs_lock_message(pipeline_run, tmp_path):
-    copy, env = _fresh_copy(pipeline_run, tmp_path, epochs=50)
-    first = subprocess.Popen([str(VENV_BIN / "dvc"), "repro", "train@mnist-k3-s1-0"], cwd=copy, env=env,
+    copy, env = _fresh_copy(pipeline_run, tmp_path, epochs=3)  # not the session run's 2: the setting trains again
+    held, _ = _held(env, tmp_path)  # never released: the first `dvc repro` trains until stopped
+    first = subprocess.Popen([str(VENV_BIN / "dvc"), "repro", "train@mnist-k3-s1-0"], cwd=copy, env=held,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + 90
-        while not _train_pids(copy) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        lock_before = (copy / "dvc.lock").read_text()  # the first has run the setting's job stage by now
+        _wait_for_rows(copy, "mnist-k3-s1", 1, first)  # past its job stage, training
+        lock_before = (copy / "dvc.lock").read_text()
         second = dvc(copy, "repro", env=env, check=False)
         assert second.returncode != 0
         # DVC's read-write lock on the paths the first one works on names it

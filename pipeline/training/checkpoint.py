@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -102,6 +103,18 @@ class Resume:
             raise
 
 
+# The tests that stop a training mid-run (Ctrl-C, a lost machine, a tracking server that goes away)
+# set this to a file's path: a training holds after its first epoch is saved and logged until that
+# file exists, so that the stop lands mid-training however loaded the machine is. Unset: no hold.
+HOLD_AFTER_FIRST_EPOCH_ENV = "PIPELINE_HOLD_AFTER_FIRST_EPOCH_UNTIL"
+
+
+def hold_after_first_epoch() -> None:
+    release = os.environ.get(HOLD_AFTER_FIRST_EPOCH_ENV)
+    while release and not Path(release).exists():
+        time.sleep(0.05)
+
+
 def epoch_metrics(row: dict) -> dict[str, float]:
     """What an epoch logs to MLflow, from its history row: what a resumed run can log again."""
     return rounded({**{k: row[k] for k in HISTORY_FIELDS[1:5]}, "epoch_seconds": row["seconds"]})
@@ -162,5 +175,7 @@ def epoch_checkpoint(mlflow, run_id: str, resume: Resume):
                 resume.save(run_id, self.rows)
                 super().on_epoch_end(epoch, logs)
                 mlflow.log_metrics(epoch_metrics(self.rows[-1]), step=epoch + 1, run_id=run_id)
+            if epoch == 0:
+                hold_after_first_epoch()
 
     return EpochCheckpoint()
