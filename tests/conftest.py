@@ -46,27 +46,12 @@ def pipeline_run(tmp_path_factory, mirror):
 PIPELINE_RUN_TIMEOUT = 900
 
 
-def _module_fixtures(item) -> set[str]:
-    defs = getattr(item, "_fixtureinfo", None)
-    return {name for name, fixturedefs in (defs.name2fixturedefs.items() if defs else ())
-            if fixturedefs and fixturedefs[-1].scope == "module"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the marks
 def pytest_collection_modifyitems(config, items):
-    """Groups for `--dist loadgroup` (pyproject.toml runs `--dist loadscope`: see there), and the
-    time limit of the tests that may build `pipeline_run`. Tests run side by side, each worker
-    building the session fixtures it needs. `pipeline_run` (a whole `dvc repro`) is built once: its
-    tests, and those sharing a module fixture with one of them, form one group, which runs on one
-    worker. A module fixture's other tests stay on one worker too, so it is built once."""
-    with_run = {(item.module.__name__, name) for item in items if "pipeline_run" in item.fixturenames
-                for name in _module_fixtures(item)}
+    """The time limit of the tests that may build `pipeline_run`. Under pyproject.toml's
+    `--dist loadscope` each test module runs on one worker, which builds its module fixtures once;
+    each worker that runs a test using `pipeline_run` builds that once (a shared build would let
+    tests on two workers write into one project at once)."""
     for item in items:
-        module, shared = item.module.__name__, _module_fixtures(item)
-        if "pipeline_run" in item.fixturenames or any((module, name) in with_run for name in shared):
-            item.add_marker(pytest.mark.xdist_group("pipeline_run"))
         if "pipeline_run" in item.fixturenames and not item.get_closest_marker("timeout"):
-            # whichever of them runs first also builds the fixture (a whole `dvc repro`) in its time
+            # whichever of them runs first on its worker also builds the fixture (a whole `dvc repro`)
             item.add_marker(pytest.mark.timeout(PIPELINE_RUN_TIMEOUT))
-        elif shared:
-            item.add_marker(pytest.mark.xdist_group(module))
