@@ -134,16 +134,30 @@ def test_artifacts_live_under_mlruns_artifacts(pipeline_run):
 
 
 def test_dvc_plots_and_metrics_show(pipeline_run):
+    """Each file read, with the numbers the stages wrote: DVC lists a file it failed to read too,
+    with an error in place of its data."""
     repo, env, _ = pipeline_run
     shown = json.loads(dvc(repo, "metrics", "show", "--json", env=env).stdout)
     files = next(iter(shown.values()))["data"]
-    assert all(seed_path("metrics/eval", name).as_posix() in files for name in SETTINGS)
+    for name in SETTINGS:
+        evaluation = json.loads((repo / seed_path("metrics/eval", name)).read_text())
+        read = files[seed_path("metrics/eval", name).as_posix()]
+        assert "error" not in read, read
+        assert {key: read["data"][key] for key in ("test_accuracy", "test_loss", "per_class_accuracy")} == {
+            key: evaluation[key] for key in ("test_accuracy", "test_loss", "per_class_accuracy")}
     aggregates = files["metrics/aggregates.json"]["data"]
     assert aggregates["mnist-k3-s1"]["test_accuracy_n"] == 1
     evaluation = json.loads((repo / seed_path("metrics/eval", "mnist-k3-s1")).read_text())
     assert aggregates["mnist-k3-s1"]["test_accuracy_mean"] == round(evaluation["test_accuracy"], 6)
-    plots = dvc(repo, "plots", "show", "--json", "--split", env=env).stdout
-    assert "plots/confusion/mnist-k3-s1/seed0.csv" in plots and "plots/history/mnist-k3-s1/seed0.csv" in plots
+    shown = json.loads(dvc(repo, "plots", "show", "--json", env=env).stdout)
+    assert "errors" not in shown, shown["errors"]
+    for name in SETTINGS:
+        for kind, title in (("history", "Validation accuracy per epoch"), ("confusion", "Test confusion matrix")):
+            path = seed_path(f"plots/{kind}", name, suffix=".csv")
+            [plot] = shown["data"][path.as_posix()]
+            rows = len((repo / path).read_text().splitlines()) - 1  # less the header
+            assert len(plot["content"]["data"]["values"]) == rows > 0
+            assert f"{title}, {name} seed 0" in json.dumps(plot["content"])  # which setting, on the page
 
 
 def test_each_setting_is_one_parent_run_with_its_seeds_nested(pipeline_run):
