@@ -35,6 +35,7 @@ from pipeline.model.runtime import load_tensorflow
 from pipeline.params.load import load_params
 from pipeline.params.schema import Params, Setting
 from pipeline.preprocess import GRAY_WEIGHTS, read_normalization
+from pipeline.serving import digits as serving_digits
 from pipeline.serving import images as serving_images
 from pipeline.serving import pyfunc as serving_pyfunc
 from pipeline.tracking import store as tracking
@@ -138,7 +139,7 @@ def existing_version(client, name: str, tags: dict[str, str]):
 def serving_code() -> str:
     """A digest of the code a registered model runs: a change of it makes a new version."""
     digest = hashlib.md5()
-    for module in (serving_images, serving_pyfunc):
+    for module in (serving_images, serving_digits, serving_pyfunc):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()
 
@@ -244,6 +245,7 @@ def main(argv=None) -> None:
                            "the report stage writes it: dvc repro report")
     loaded = [load_candidate(name, job.seeds, args, aggregates) for name in job.settings]
     jobs = {candidate.setting: setting_job for candidate, setting_job in loaded}
+    tracking.quiet_mlflow()
 
     import mlflow
 

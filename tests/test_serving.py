@@ -52,6 +52,13 @@ def png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def prepare(files: list[bytes], record: dict) -> np.ndarray:
+    """The model's input batch, as the served model makes it from images in the dataset's
+    convention (noise is no digit to invert or frame)."""
+    arrays = [images.pixels(images.decode(data), record, invert="no", frame="no")[0] for data in files]
+    return images.normalize(np.stack(arrays), record["normalization"])
+
+
 def record(dataset, color, normalization):
     return {"dataset": dataset, "color": color, "side": 28 if dataset == "mnist" else 32,
             "gray_weights": list(preprocess.GRAY_WEIGHTS), "normalization": normalization,
@@ -72,12 +79,12 @@ def test_image_files_become_the_preprocess_stages_arrays(dataset, color, method)
     else:
         normalization = {"method": "per_image"}
         expected = preprocess.standardize_per_image(source)
-    got = images.prepare([png(image) for image in raw], record(dataset, color, normalization))
+    got = prepare([png(image) for image in raw], record(dataset, color, normalization))
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
 def test_any_size_is_resized_to_the_datasets():
-    x = images.prepare([png(np.zeros((50, 70, 3), np.uint8))], record("mnist", "gray", {"method": "per_image"}))
+    x = prepare([png(np.zeros((50, 70, 3), np.uint8))], record("mnist", "gray", {"method": "per_image"}))
     assert x.shape == (1, 28, 28, 1)
 
 
@@ -112,7 +119,7 @@ def test_the_pyfunc_gives_the_keras_models_probabilities(tiny_model, tmp_path):
     served.load_context(SimpleNamespace(artifacts={pyfunc.KERAS_MODEL: str(tiny_model),
                                                    pyfunc.PREPROCESSING: str(tmp_path / "record.json")}))
     raw = np.random.default_rng(1).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
-    answer = served.predict(None, pyfunc.encode([png(image) for image in raw]))
+    answer = served.predict(None, pyfunc.encode([png(image) for image in raw]), {"invert": "no", "frame": "no"})
     expected = keras.saving.load_model(tiny_model).predict(preprocess.standardize(raw, normalization), verbose=0)
     got = np.array([[row[name] for name in map(str, range(10))] for row in answer["probabilities"]])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)

@@ -47,6 +47,12 @@ def rounded(metrics: dict[str, float]) -> dict[str, float]:
     return {name: float(f"{value:.4g}") for name, value in metrics.items()}
 
 
+def quiet_mlflow() -> None:
+    """No artifact progress bars on stderr (MLflow draws one per model logged or loaded); a user who
+    sets MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR keeps them."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def project_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or ".").resolve()
 
