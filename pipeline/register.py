@@ -151,6 +151,19 @@ def preprocessing_record(job: TrainJob) -> dict:
             "class_names": CLASS_NAMES[job.dataset]}
 
 
+def input_example(job: TrainJob):
+    """A blank color image of the dataset's size, as the model's input: MLflow keeps it with the
+    model (a request to copy) and tries it on the logged model."""
+    import io
+
+    from PIL import Image
+
+    side = IMAGE_SIDES[job.dataset]
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side)).save(buffer, format="PNG")
+    return serving_pyfunc.encode([buffer.getvalue()])
+
+
 def log_served_model(job: TrainJob, model_file: Path, run_id: str, experiment_id: str) -> str:
     """The pyfunc model (Keras model + preprocessing) logged from the training run; its model id."""
     load_tensorflow()  # without its C++ chatter
@@ -170,12 +183,14 @@ def log_served_model(job: TrainJob, model_file: Path, run_id: str, experiment_id
     with tempfile.TemporaryDirectory() as tmp:
         record = Path(tmp) / "preprocessing.json"
         record.write_text(json.dumps(preprocessing_record(job), indent=2), encoding="utf-8")
-        # the package travels with the model: it loads where the project is not on the path
-        mlflow.pyfunc.log_model(name="served", python_model=serving_pyfunc.ImageClassifier(),
+        # Models from code (MLflow's recommended way): the model is the pyfunc module's file, run when it loads;
+        # the package travels with it, for a place where the project is not on the path.
+        mlflow.pyfunc.log_model(name="served", python_model=serving_pyfunc.__file__,
                                 artifacts={serving_pyfunc.KERAS_MODEL: str(model_file),
                                            serving_pyfunc.PREPROCESSING: str(record)},
                                 code_paths=[str(Path(serving_pyfunc.__file__).parents[1])],
-                                signature=serving_pyfunc.signature(), pip_requirements=requirements,
+                                signature=serving_pyfunc.signature(), input_example=input_example(job),
+                                pip_requirements=requirements,
                                 model_id=logged.model_id)
     return logged.model_id
 

@@ -9,6 +9,9 @@ Output: per row `class` (the top class's name), `probabilities` ({class name: pr
 (why the row has no class: not an image, say; null otherwise). `mlflow models serve` answers a POST
 of {"dataframe_split": {"columns": ["image"], "data": [["<base64>"]]}, "params": {"invert": "no"}}
 with them, each row on its own.
+
+The register stage logs this file as MLflow's models-from-code (no pickled object): loading the
+model runs it, and `set_model` below names the model it is.
 """
 
 import base64
@@ -101,3 +104,6 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
                     row.update({"class": names[int(probabilities.argmax())],
                                 "probabilities": dict(zip(names, map(float, probabilities)))})
         return pd.DataFrame(rows, columns=["class", "probabilities", "notes", "error"])
+
+
+mlflow.models.set_model(ImageClassifier())

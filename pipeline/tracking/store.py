@@ -48,9 +48,16 @@ def rounded(metrics: dict[str, float]) -> dict[str, float]:
 
 
 def quiet_mlflow() -> None:
-    """No artifact progress bars on stderr (MLflow draws one per model logged or loaded); a user who
-    sets MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR keeps them."""
+    """No artifact progress bars (MLflow draws them per model logged or loaded) and no INFO lines
+    (the input example it tries, say) on stderr; a user who sets MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+    or MLFLOW_LOGGING_LEVEL keeps what they ask for."""
+    import logging
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if "MLFLOW_LOGGING_LEVEL" not in os.environ:
+        # MLflow read its level when first imported; this process may have imported it already
+        os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 def project_root() -> Path:
