@@ -19,6 +19,7 @@ from pipeline.job import TrainJob
 from pipeline.params.schema import MnistModelConfig, Setting, TrainConfig
 from pipeline.serving import images, pyfunc
 from tests.helpers import assert_one_line_naming, run_stage
+from tests.test_serving_images import DIGIT
 
 
 def candidate(setting, val, test, smoke=False, registered="mnist-cnn", seeds=None):
@@ -110,20 +111,44 @@ def tiny_model(tmp_path_factory) -> Path:
     return path
 
 
+def load_served(tiny_model: Path, folder: Path, normalization: dict) -> pyfunc.ImageClassifier:
+    (folder / "record.json").write_text(json.dumps(record("mnist", "gray", normalization)))
+    served = pyfunc.ImageClassifier()
+    served.load_context(SimpleNamespace(artifacts={pyfunc.KERAS_MODEL: str(tiny_model),
+                                                   pyfunc.PREPROCESSING: str(folder / "record.json")}))
+    return served
+
+
 def test_the_pyfunc_gives_the_keras_models_probabilities(tiny_model, tmp_path):
     import keras
 
     normalization = {"method": "zscore", "source": "training split", "mean": 33.3, "std": 78.5}
-    (tmp_path / "record.json").write_text(json.dumps(record("mnist", "gray", normalization)))
-    served = pyfunc.ImageClassifier()
-    served.load_context(SimpleNamespace(artifacts={pyfunc.KERAS_MODEL: str(tiny_model),
-                                                   pyfunc.PREPROCESSING: str(tmp_path / "record.json")}))
+    served = load_served(tiny_model, tmp_path, normalization)
     raw = np.random.default_rng(1).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
     answer = served.predict(None, pyfunc.encode([png(image) for image in raw]), {"invert": "no", "frame": "no"})
     expected = keras.saving.load_model(tiny_model).predict(preprocess.standardize(raw, normalization), verbose=0)
     got = np.array([[row[name] for name in map(str, range(10))] for row in answer["probabilities"]])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
     assert list(answer["class"]) == [str(i) for i in expected.argmax(axis=1)]
+
+
+def test_the_served_model_answers_each_row_on_its_own(tiny_model, tmp_path):
+    from mlflow.exceptions import MlflowException
+
+    served = load_served(tiny_model, tmp_path, {"method": "per_image"})
+    rows = pyfunc.encode([png(DIGIT[..., None]), b"hello", png(255 - DIGIT[..., None])])
+    rows.loc[3] = ["%% not base64"]
+    answer = served.predict(None, rows).to_dict("records")
+    x = preprocess.standardize_per_image(DIGIT[None, ..., None])
+    expected = served.model.predict(x, verbose=0)[0]
+    good, no_image, inverted, no_text = answer
+    assert good["error"] is None and good["notes"] == [] and good["class"] == str(expected.argmax())
+    np.testing.assert_allclose([good["probabilities"][str(i)] for i in range(10)], expected, rtol=1e-5)
+    assert inverted["class"] == good["class"] and inverted["notes"] == ["inverted: dark on light"]
+    assert no_image["class"] is None and no_image["error"].startswith("not an image")
+    assert no_text["class"] is None and no_text["error"].startswith("not base64 text")
+    with pytest.raises(MlflowException, match="params: invert='maybe': give one of auto, yes, no"):
+        served.predict(None, rows, {"invert": "maybe"})
 
 
 @pytest.fixture(scope="module")
@@ -193,14 +218,40 @@ def test_a_new_winner_moves_the_alias_and_a_rerun_makes_no_new_version(registry)
     assert len(client.search_model_versions("name = 'mnist-cnn'")) == 2
 
 
-def test_predict_prints_the_top_3_of_each_image_of_a_folder(registry, tmp_path, capsys):
+def test_predict_prints_the_top_3_of_each_image_of_a_folder_and_skips_what_is_none(registry, tmp_path, capsys):
     champion_a(registry)
-    (tmp_path / "one.png").write_bytes(png(np.zeros((28, 28, 1), np.uint8)))
+    (tmp_path / "one.png").write_bytes(png(255 - DIGIT[..., None]))
+    (tmp_path / "notes.txt").write_text("no image")
     (tmp_path / "two.jpg").write_bytes(png(np.full((60, 40, 3), 200, np.uint8)))
-    predict.main([str(tmp_path), "--model", "mnist-cnn"])
-    lines = capsys.readouterr().out.splitlines()
+    (tmp_path / ".hidden").write_text("left out")
+    with pytest.raises(SystemExit) as status:
+        predict.main([str(tmp_path), "--model", "mnist-cnn"])
+    out, err = capsys.readouterr()
+    assert status.value.code == 1
+    assert err == f"error: {tmp_path / 'notes.txt'}: not an image (PIL reads PNG, JPEG, GIF, BMP, TIFF, WebP, ...)\n"
+    lines = out.splitlines()
     assert [line.split(":")[0] for line in lines] == [str(tmp_path / "one.png"), str(tmp_path / "two.jpg")]
     assert all(line.count("%") == 3 for line in lines)
+    assert lines[0].endswith("% (inverted: dark on light)")
+    predict.main([str(tmp_path / "one.png"), "--model", "mnist-cnn", "--invert", "no"])
+    assert "inverted" not in capsys.readouterr().out
+
+
+def test_predict_takes_the_smoke_model_where_there_is_no_champion(registry, tmp_path, capsys):
+    client = registry[0]
+    champion_a(registry)
+    version = client.get_model_version_by_alias("mnist-cnn", "champion").version
+    client.set_registered_model_alias("mnist-cnn", "smoke", version)
+    client.delete_registered_model_alias("mnist-cnn", "champion")
+    (tmp_path / "one.png").write_bytes(png(DIGIT[..., None]))
+    try:
+        predict.main([str(tmp_path / "one.png")])
+    finally:
+        champion_a(registry)
+    out, err = capsys.readouterr()
+    assert err == ("models:/mnist-cnn@champion: none yet (a full-size run registers it); using mnist-cnn@smoke, "
+                   "the smoke run's\n")
+    assert out.startswith(f"{tmp_path / 'one.png'}: ")
 
 
 @pytest.mark.parametrize("kind", ["not an image", "missing", "unknown model", "unknown alias"])

@@ -103,7 +103,8 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
                     probabilities = next(answers)
                     row.update({"class": names[int(probabilities.argmax())],
                                 "probabilities": dict(zip(names, map(float, probabilities)))})
-        return pd.DataFrame(rows, columns=["class", "probabilities", "notes", "error"])
+        # object columns: a row without a class holds None (JSON null), not pandas' NaN
+        return pd.DataFrame(rows, columns=["class", "probabilities", "notes", "error"], dtype=object)
 
 
 mlflow.models.set_model(ImageClassifier())
