@@ -18,6 +18,7 @@ from pipeline import predict, preprocess, register
 from pipeline.job import TrainJob
 from pipeline.params.schema import MnistModelConfig, Setting, TrainConfig
 from pipeline.serving import images, pyfunc
+from pipeline.tracking import store as tracking
 from tests.helpers import assert_one_line_naming, run_stage
 from tests.test_serving_images import DIGIT
 
@@ -190,8 +191,9 @@ def champion_a(registry) -> None:
     register.register(client, candidate("a", 0.9, 0.8), "champion", jobs["a"], args, "abc", "code1")
 
 
-def test_a_new_winner_moves_the_alias_and_a_rerun_makes_no_new_version(registry):
+def test_a_new_winner_moves_the_alias_and_a_rerun_makes_no_new_version(registry, capfd, recwarn):
     client, jobs, args = registry
+    tracking.quiet_mlflow()  # as register's main does
 
     def run(setting, alias="champion"):
         created, entry = register.register(client, candidate(setting, 0.9, 0.8, smoke=alias == "smoke"), alias,
@@ -202,6 +204,9 @@ def test_a_new_winner_moves_the_alias_and_a_rerun_makes_no_new_version(registry)
         return int(client.get_model_version_by_alias("mnist-cnn", "champion").version)
 
     assert run("a") == (True, 1) and champion() == 1
+    # a quiet log: no CloudPickle or missing input example warning, no progress bars, no INFO lines
+    said = capfd.readouterr().err + "".join(str(warning.message) for warning in recwarn)
+    assert not [word for word in ("CloudPickle", "input example", "Downloading", " INFO ") if word in said], said
     assert run("a") == (False, 1)
     assert run("b") == (True, 2) and champion() == 2
     assert run("a") == (False, 1) and champion() == 1
