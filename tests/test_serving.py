@@ -274,3 +274,37 @@ def test_bad_input_gets_one_line(registry, tmp_path, kind):
     assert expected in stderr
     if "unknown" in kind:
         assert "registered: mnist-cnn (champion" in stderr
+
+
+def test_predict_reads_the_store_of_a_project_that_moved(registry, tiny_model, tmp_path, monkeypatch, capsys):
+    """The project's own store records absolute artifact paths: predict points them into the new
+    folder, as the stages do, and loads the model from there."""
+    import mlflow
+
+    _, jobs, _ = registry
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder in ("runs/a", "models/a"):
+        (old / folder).mkdir(parents=True)
+    (old / "models" / "a" / "seed0.keras").write_bytes(tiny_model.read_bytes())
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("DVC_ROOT", str(old))
+    before = mlflow.get_tracking_uri()
+    try:
+        tracking.connect(old)
+        client = mlflow.MlflowClient()
+        run = client.create_run(client.get_experiment_by_name("mnist-cnn").experiment_id)
+        run_file = {"run_id": run.info.run_id, "experiment": "mnist-cnn"}
+        (old / "runs" / "a" / "seed0.json").write_text(json.dumps(run_file))
+        register.register(client, candidate("a", 0.9, 0.8), "champion", jobs["a"],
+                          Namespace(runs=old / "runs", models=old / "models"), "abc", "code1")
+        old.rename(new)
+        monkeypatch.setenv("DVC_ROOT", str(new))
+        monkeypatch.delenv("MLFLOW_TRACKING_URI")  # set_tracking_uri sets it: a new process has none
+        (tmp_path / "one.png").write_bytes(png(DIGIT[..., None]))
+        capsys.readouterr()  # what setting up said
+        predict.main([str(tmp_path / "one.png")])
+    finally:
+        mlflow.set_tracking_uri(before)
+    out, err = capsys.readouterr()
+    assert err == f"tracking store: artifact paths moved from {old} to {new} (the project was moved or copied)\n"
+    assert out.startswith(f"{tmp_path / 'one.png'}: ")

@@ -159,14 +159,20 @@ def test_a_small_digit_off_centre_on_a_large_canvas_is_framed_as_mnists():
     assert notes == ["inverted: dark on light"] and np.corrcoef(unframed.ravel(), DIGIT.ravel())[0, 1] < 0.5
 
 
-def test_the_pixel_cap_is_checked_on_the_declared_size_before_decoding():
-    data = bytearray(file_bytes(Image.fromarray(DIGIT), "PNG"))
-    # the header (IHDR: width and height after its first 16 bytes) claims 8000x8000: over the cap,
-    # under Pillow's own check
-    data[16:24] = struct.pack(">II", 8_000, 8_000)
+def declaring(png: bytes, width: int, height: int) -> bytes:
+    """The PNG file with a header (IHDR: width and height after its first 16 bytes) that declares
+    another size than its data hold."""
+    data = bytearray(png)
+    data[16:24] = struct.pack(">II", width, height)
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def test_the_pixel_cap_is_checked_on_the_declared_size_before_decoding():
+    # 8000x8000: over the cap, under Pillow's own check; the data, too short, are never decoded
+    data = declaring(file_bytes(Image.fromarray(DIGIT), "PNG"), 8_000, 8_000)
     with pytest.raises(images.ImageRejected, match=r"8000x8000 pixels: more than 50,000,000 pixels"):
-        images.decode(bytes(data))
+        images.decode(data)
 
 
 def test_wrong_choices_are_refused_with_what_to_give():
