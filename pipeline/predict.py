@@ -3,25 +3,33 @@
     python -m pipeline.predict digit.png                                   # mnist-cnn@champion
     python -m pipeline.predict photos/ --model models:/cifar10-gray-cnn@champion
 
-A folder stands for the files in it. The model is a version the register stage registered
-(`models:/<name>@<alias>`, `models:/<name>/<version>`, or just `<name>` for its champion); it
-applies the training's preprocessing itself, so any size, color or gray, will do (a color model
-takes color images only). A tool, not a stage: nothing here is a DVC output.
+A folder stands for the files in it, in name order; a file that is no image (or not one the model
+can take) is said in one line on stderr and skipped, and the exit status is then 1. The model is a
+version the register stage registered (`models:/<name>@<alias>`, `models:/<name>/<version>`, or
+just `<name>` for its champion; by default mnist-cnn's champion, or its smoke version where only
+`make quick` ran). It applies the training's preprocessing itself, so any size, color or gray,
+will do (a color model takes color images only); an MNIST model also inverts a dark digit on a
+light background and frames the digit as MNIST's were, and says so after the classes (--invert,
+--frame). A tool, not a stage: nothing here is a DVC output.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 from pipeline.common import cli
 from pipeline.common.errors import PipelineError, redact
-from pipeline.serving.images import ImageRejected, decode, pixels
+from pipeline.register import CHAMPION, SMOKE
+from pipeline.serving import digits
 from pipeline.tracking import store as tracking
 
-DEFAULT_MODEL = "models:/mnist-cnn@champion"
+DEFAULT_NAME = tracking.EXPERIMENTS["mnist"]
+DEFAULT_MODEL = f"models:/{DEFAULT_NAME}@{CHAMPION}"
 TOP = 3
+BATCH = 32  # files read and predicted at a time: the memory a folder takes is this many files'
 MODEL_URI = re.compile(r"^(?:models:/)?(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))?$")
 
 
@@ -32,7 +40,7 @@ def parse_model(text: str) -> tuple[str, str | None, str | None]:
         raise PipelineError(f"{text}: not a registered model (give models:/<name>@<alias>, models:/<name>/<version> "
                             "or <name>)")
     name, alias, version = match["name"], match["alias"], match["version"]
-    return name, alias if alias or version else "champion", version
+    return name, alias if alias or version else CHAMPION, version
 
 
 def image_files(paths: list[Path]) -> list[Path]:
@@ -49,29 +57,15 @@ def image_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def read_images(files: list[Path]) -> list[bytes]:
-    """Each file's bytes, once it proved to be an image: one line for the first that is not."""
-    found = []
-    for path in files:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise PipelineError(f"{path}: cannot read it ({exc.strerror})") from None
-        try:
-            decode(data)
-        except ImageRejected as exc:
-            raise PipelineError(f"{path}: {exc}") from None
-        found.append(data)
-    return found
-
-
 def top_classes(probabilities: dict[str, float], top: int = TOP) -> list[tuple[str, float]]:
     """The `top` most probable classes, most probable first (the first class of equals first)."""
     return sorted(probabilities.items(), key=lambda item: -item[1])[:top]
 
 
-def line(path: Path, probabilities: dict[str, float]) -> str:
-    return f"{path}: " + ", ".join(f"{name} {p:.1%}" for name, p in top_classes(probabilities))
+def line(path: Path, probabilities: dict[str, float], notes: list[str]) -> str:
+    """The image's top classes, and what was done to it beyond the training's preprocessing."""
+    said = f" ({'; '.join(notes)})" if notes else ""
+    return f"{path}: " + ", ".join(f"{name} {p:.1%}" for name, p in top_classes(probabilities)) + said
 
 
 def what_exists(client) -> str:
@@ -106,34 +100,76 @@ def resolve(client, text: str) -> str:
     raise PipelineError(f"{text}: {name} has no {which} (its aliases: {has}); {what_exists(client)}")
 
 
+def default_model(client) -> str:
+    """mnist-cnn's champion; its smoke version, said in one line, where only a smoke run registered one."""
+    import mlflow
+
+    try:
+        client.get_model_version_by_alias(DEFAULT_NAME, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        try:
+            client.get_model_version_by_alias(DEFAULT_NAME, SMOKE)
+        except mlflow.exceptions.MlflowException:
+            return resolve(client, DEFAULT_MODEL)  # neither: one line naming what exists
+        print(f"{DEFAULT_MODEL}: none yet (a full-size run registers it); using {DEFAULT_NAME}@{SMOKE}, "
+              "the smoke run's", file=sys.stderr)
+        return f"models:/{DEFAULT_NAME}@{SMOKE}"
+    return DEFAULT_MODEL
+
+
+def skip(path: Path, reason: str) -> None:
+    print(cli.one_line(f"error: {path}: {reason}"), file=sys.stderr)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", type=Path, help="image files (PNG, JPEG, ...) or folders of them")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"a registered model (default: {DEFAULT_MODEL})")
+    parser.add_argument("--model", help=f"a registered model (default: {DEFAULT_MODEL}, or its @{SMOKE} version "
+                        "where there is none)")
+    parser.add_argument("--invert", choices=digits.INVERT, default=digits.INVERT[0],
+                        help="MNIST: invert the image (auto: a dark digit on a light background)")
+    parser.add_argument("--frame", choices=digits.FRAME, default=digits.FRAME[0],
+                        help="MNIST: crop the digit, scale it into 20x20 and centre it in 28x28, as MNIST's were")
     args = parser.parse_args(argv)
     files = image_files(args.images)
-    images = read_images(files)
+    tracking.quiet_mlflow()
 
     import mlflow
 
     from pipeline.model.runtime import load_tensorflow
-
-    load_tensorflow()  # before the model loads it: without TensorFlow's C++ chatter on stderr
-    mlflow.set_tracking_uri(tracking.tracking_uri(tracking.project_root()))
-    uri = resolve(mlflow.MlflowClient(), args.model)
-    model = mlflow.pyfunc.load_model(uri)
-    record = model.unwrap_python_model().record
-    for path, data in zip(files, images):
-        try:  # what the model's dataset cannot take, said before any prediction is printed
-            pixels(decode(data), record)
-        except ImageRejected as exc:
-            raise PipelineError(f"{path}: {exc}") from None
     from pipeline.serving.pyfunc import encode
 
-    answers = model.predict(encode(images))
-    for path, probabilities in zip(files, answers["probabilities"]):
-        print(line(path, probabilities))
+    load_tensorflow()  # before the model loads it: without TensorFlow's C++ chatter on stderr
+    tracking.connect(tracking.project_root())
+    client = mlflow.MlflowClient()
+    model = mlflow.pyfunc.load_model(resolve(client, args.model) if args.model else default_model(client))
+    try:
+        digits.check_choices(model.unwrap_python_model().record, args.invert, args.frame)
+    except digits.ChoiceRejected as exc:
+        raise PipelineError(f"--{exc}") from None
+    skipped = 0
+    for start in range(0, len(files), BATCH):
+        batch = files[start:start + BATCH]
+        found = []
+        for path in batch:
+            try:
+                found.append((path, path.read_bytes()))
+            except OSError as exc:
+                skip(path, f"cannot read it ({exc.strerror})")
+                skipped += 1
+        if not found:
+            continue
+        answers = model.predict(encode([data for _, data in found]), params={"invert": args.invert,
+                                                                            "frame": args.frame})
+        for (path, _), row in zip(found, answers.to_dict("records")):
+            if row["error"]:
+                skip(path, row["error"])
+                skipped += 1
+            else:
+                print(line(path, row["probabilities"], row["notes"]), flush=True)
+    if skipped:
+        sys.exit(1)  # each said in its line
 
 
 if __name__ == "__main__":

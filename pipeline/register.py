@@ -35,6 +35,7 @@ from pipeline.model.runtime import load_tensorflow
 from pipeline.params.load import load_params
 from pipeline.params.schema import Params, Setting
 from pipeline.preprocess import GRAY_WEIGHTS, read_normalization
+from pipeline.serving import digits as serving_digits
 from pipeline.serving import images as serving_images
 from pipeline.serving import pyfunc as serving_pyfunc
 from pipeline.tracking import store as tracking
@@ -138,7 +139,7 @@ def existing_version(client, name: str, tags: dict[str, str]):
 def serving_code() -> str:
     """A digest of the code a registered model runs: a change of it makes a new version."""
     digest = hashlib.md5()
-    for module in (serving_images, serving_pyfunc):
+    for module in (serving_images, serving_digits, serving_pyfunc):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()
 
@@ -148,6 +149,19 @@ def preprocessing_record(job: TrainJob) -> dict:
     return {"dataset": job.dataset, "color": job.setting.color, "side": IMAGE_SIDES[job.dataset],
             "gray_weights": list(GRAY_WEIGHTS), "normalization": read_normalization(job.data),
             "class_names": CLASS_NAMES[job.dataset]}
+
+
+def input_example(job: TrainJob):
+    """A blank color image of the dataset's size, as the model's input: MLflow keeps it with the
+    model (a request to copy) and tries it on the logged model."""
+    import io
+
+    from PIL import Image
+
+    side = IMAGE_SIDES[job.dataset]
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side)).save(buffer, format="PNG")
+    return serving_pyfunc.encode([buffer.getvalue()])
 
 
 def log_served_model(job: TrainJob, model_file: Path, run_id: str, experiment_id: str) -> str:
@@ -169,12 +183,14 @@ def log_served_model(job: TrainJob, model_file: Path, run_id: str, experiment_id
     with tempfile.TemporaryDirectory() as tmp:
         record = Path(tmp) / "preprocessing.json"
         record.write_text(json.dumps(preprocessing_record(job), indent=2), encoding="utf-8")
-        # the package travels with the model: it loads where the project is not on the path
-        mlflow.pyfunc.log_model(name="served", python_model=serving_pyfunc.ImageClassifier(),
+        # Models from code (MLflow's recommended way): the model is the pyfunc module's file, run when it loads;
+        # the package travels with it, for a place where the project is not on the path.
+        mlflow.pyfunc.log_model(name="served", python_model=serving_pyfunc.__file__,
                                 artifacts={serving_pyfunc.KERAS_MODEL: str(model_file),
                                            serving_pyfunc.PREPROCESSING: str(record)},
                                 code_paths=[str(Path(serving_pyfunc.__file__).parents[1])],
-                                signature=serving_pyfunc.signature(), pip_requirements=requirements,
+                                signature=serving_pyfunc.signature(), input_example=input_example(job),
+                                pip_requirements=requirements,
                                 model_id=logged.model_id)
     return logged.model_id
 
@@ -244,6 +260,7 @@ def main(argv=None) -> None:
                            "the report stage writes it: dvc repro report")
     loaded = [load_candidate(name, job.seeds, args, aggregates) for name in job.settings]
     jobs = {candidate.setting: setting_job for candidate, setting_job in loaded}
+    tracking.quiet_mlflow()
 
     import mlflow
 

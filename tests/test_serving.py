@@ -18,7 +18,9 @@ from pipeline import predict, preprocess, register
 from pipeline.job import TrainJob
 from pipeline.params.schema import MnistModelConfig, Setting, TrainConfig
 from pipeline.serving import images, pyfunc
+from pipeline.tracking import store as tracking
 from tests.helpers import assert_one_line_naming, run_stage
+from tests.test_serving_images import DIGIT
 
 
 def candidate(setting, val, test, smoke=False, registered="mnist-cnn", seeds=None):
@@ -52,6 +54,13 @@ def png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def prepare(files: list[bytes], record: dict) -> np.ndarray:
+    """The model's input batch, as the served model makes it from images in the dataset's
+    convention (noise is no digit to invert or frame)."""
+    arrays = [images.pixels(images.decode(data), record, invert="no", frame="no")[0] for data in files]
+    return images.normalize(np.stack(arrays), record["normalization"])
+
+
 def record(dataset, color, normalization):
     return {"dataset": dataset, "color": color, "side": 28 if dataset == "mnist" else 32,
             "gray_weights": list(preprocess.GRAY_WEIGHTS), "normalization": normalization,
@@ -72,12 +81,12 @@ def test_image_files_become_the_preprocess_stages_arrays(dataset, color, method)
     else:
         normalization = {"method": "per_image"}
         expected = preprocess.standardize_per_image(source)
-    got = images.prepare([png(image) for image in raw], record(dataset, color, normalization))
+    got = prepare([png(image) for image in raw], record(dataset, color, normalization))
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
 def test_any_size_is_resized_to_the_datasets():
-    x = images.prepare([png(np.zeros((50, 70, 3), np.uint8))], record("mnist", "gray", {"method": "per_image"}))
+    x = prepare([png(np.zeros((50, 70, 3), np.uint8))], record("mnist", "gray", {"method": "per_image"}))
     assert x.shape == (1, 28, 28, 1)
 
 
@@ -103,20 +112,44 @@ def tiny_model(tmp_path_factory) -> Path:
     return path
 
 
+def load_served(tiny_model: Path, folder: Path, normalization: dict) -> pyfunc.ImageClassifier:
+    (folder / "record.json").write_text(json.dumps(record("mnist", "gray", normalization)))
+    served = pyfunc.ImageClassifier()
+    served.load_context(SimpleNamespace(artifacts={pyfunc.KERAS_MODEL: str(tiny_model),
+                                                   pyfunc.PREPROCESSING: str(folder / "record.json")}))
+    return served
+
+
 def test_the_pyfunc_gives_the_keras_models_probabilities(tiny_model, tmp_path):
     import keras
 
     normalization = {"method": "zscore", "source": "training split", "mean": 33.3, "std": 78.5}
-    (tmp_path / "record.json").write_text(json.dumps(record("mnist", "gray", normalization)))
-    served = pyfunc.ImageClassifier()
-    served.load_context(SimpleNamespace(artifacts={pyfunc.KERAS_MODEL: str(tiny_model),
-                                                   pyfunc.PREPROCESSING: str(tmp_path / "record.json")}))
+    served = load_served(tiny_model, tmp_path, normalization)
     raw = np.random.default_rng(1).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
-    answer = served.predict(None, pyfunc.encode([png(image) for image in raw]))
+    answer = served.predict(None, pyfunc.encode([png(image) for image in raw]), {"invert": "no", "frame": "no"})
     expected = keras.saving.load_model(tiny_model).predict(preprocess.standardize(raw, normalization), verbose=0)
     got = np.array([[row[name] for name in map(str, range(10))] for row in answer["probabilities"]])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
     assert list(answer["class"]) == [str(i) for i in expected.argmax(axis=1)]
+
+
+def test_the_served_model_answers_each_row_on_its_own(tiny_model, tmp_path):
+    from mlflow.exceptions import MlflowException
+
+    served = load_served(tiny_model, tmp_path, {"method": "per_image"})
+    rows = pyfunc.encode([png(DIGIT[..., None]), b"hello", png(255 - DIGIT[..., None])])
+    rows.loc[3] = ["%% not base64"]
+    answer = served.predict(None, rows).to_dict("records")
+    x = preprocess.standardize_per_image(DIGIT[None, ..., None])
+    expected = served.model.predict(x, verbose=0)[0]
+    good, no_image, inverted, no_text = answer
+    assert good["error"] is None and good["notes"] == [] and good["class"] == str(expected.argmax())
+    np.testing.assert_allclose([good["probabilities"][str(i)] for i in range(10)], expected, rtol=1e-5)
+    assert inverted["class"] == good["class"] and inverted["notes"] == ["inverted: dark on light"]
+    assert no_image["class"] is None and no_image["error"].startswith("not an image")
+    assert no_text["class"] is None and no_text["error"].startswith("not base64 text")
+    with pytest.raises(MlflowException, match="params: invert='maybe': give one of auto, yes, no"):
+        served.predict(None, rows, {"invert": "maybe"})
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +191,9 @@ def champion_a(registry) -> None:
     register.register(client, candidate("a", 0.9, 0.8), "champion", jobs["a"], args, "abc", "code1")
 
 
-def test_a_new_winner_moves_the_alias_and_a_rerun_makes_no_new_version(registry):
+def test_a_new_winner_moves_the_alias_and_a_rerun_makes_no_new_version(registry, capfd, recwarn):
     client, jobs, args = registry
+    tracking.quiet_mlflow()  # as register's main does
 
     def run(setting, alias="champion"):
         created, entry = register.register(client, candidate(setting, 0.9, 0.8, smoke=alias == "smoke"), alias,
@@ -170,6 +204,9 @@ def test_a_new_winner_moves_the_alias_and_a_rerun_makes_no_new_version(registry)
         return int(client.get_model_version_by_alias("mnist-cnn", "champion").version)
 
     assert run("a") == (True, 1) and champion() == 1
+    # a quiet log: no CloudPickle or missing input example warning, no progress bars, no INFO lines
+    said = capfd.readouterr().err + "".join(str(warning.message) for warning in recwarn)
+    assert not [word for word in ("CloudPickle", "input example", "Downloading", " INFO ") if word in said], said
     assert run("a") == (False, 1)
     assert run("b") == (True, 2) and champion() == 2
     assert run("a") == (False, 1) and champion() == 1
@@ -186,14 +223,40 @@ def test_a_new_winner_moves_the_alias_and_a_rerun_makes_no_new_version(registry)
     assert len(client.search_model_versions("name = 'mnist-cnn'")) == 2
 
 
-def test_predict_prints_the_top_3_of_each_image_of_a_folder(registry, tmp_path, capsys):
+def test_predict_prints_the_top_3_of_each_image_of_a_folder_and_skips_what_is_none(registry, tmp_path, capsys):
     champion_a(registry)
-    (tmp_path / "one.png").write_bytes(png(np.zeros((28, 28, 1), np.uint8)))
+    (tmp_path / "one.png").write_bytes(png(255 - DIGIT[..., None]))
+    (tmp_path / "notes.txt").write_text("no image")
     (tmp_path / "two.jpg").write_bytes(png(np.full((60, 40, 3), 200, np.uint8)))
-    predict.main([str(tmp_path), "--model", "mnist-cnn"])
-    lines = capsys.readouterr().out.splitlines()
+    (tmp_path / ".hidden").write_text("left out")
+    with pytest.raises(SystemExit) as status:
+        predict.main([str(tmp_path), "--model", "mnist-cnn"])
+    out, err = capsys.readouterr()
+    assert status.value.code == 1
+    assert err == f"error: {tmp_path / 'notes.txt'}: not an image (PIL reads PNG, JPEG, GIF, BMP, TIFF, WebP, ...)\n"
+    lines = out.splitlines()
     assert [line.split(":")[0] for line in lines] == [str(tmp_path / "one.png"), str(tmp_path / "two.jpg")]
     assert all(line.count("%") == 3 for line in lines)
+    assert lines[0].endswith("% (inverted: dark on light)")
+    predict.main([str(tmp_path / "one.png"), "--model", "mnist-cnn", "--invert", "no"])
+    assert "inverted" not in capsys.readouterr().out
+
+
+def test_predict_takes_the_smoke_model_where_there_is_no_champion(registry, tmp_path, capsys):
+    client = registry[0]
+    champion_a(registry)
+    version = client.get_model_version_by_alias("mnist-cnn", "champion").version
+    client.set_registered_model_alias("mnist-cnn", "smoke", version)
+    client.delete_registered_model_alias("mnist-cnn", "champion")
+    (tmp_path / "one.png").write_bytes(png(DIGIT[..., None]))
+    try:
+        predict.main([str(tmp_path / "one.png")])
+    finally:
+        champion_a(registry)
+    out, err = capsys.readouterr()
+    assert err == ("models:/mnist-cnn@champion: none yet (a full-size run registers it); using mnist-cnn@smoke, "
+                   "the smoke run's\n")
+    assert out.startswith(f"{tmp_path / 'one.png'}: ")
 
 
 @pytest.mark.parametrize("kind", ["not an image", "missing", "unknown model", "unknown alias"])
@@ -211,3 +274,37 @@ def test_bad_input_gets_one_line(registry, tmp_path, kind):
     assert expected in stderr
     if "unknown" in kind:
         assert "registered: mnist-cnn (champion" in stderr
+
+
+def test_predict_reads_the_store_of_a_project_that_moved(registry, tiny_model, tmp_path, monkeypatch, capsys):
+    """The project's own store records absolute artifact paths: predict points them into the new
+    folder, as the stages do, and loads the model from there."""
+    import mlflow
+
+    _, jobs, _ = registry
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder in ("runs/a", "models/a"):
+        (old / folder).mkdir(parents=True)
+    (old / "models" / "a" / "seed0.keras").write_bytes(tiny_model.read_bytes())
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("DVC_ROOT", str(old))
+    before = mlflow.get_tracking_uri()
+    try:
+        tracking.connect(old)
+        client = mlflow.MlflowClient()
+        run = client.create_run(client.get_experiment_by_name("mnist-cnn").experiment_id)
+        run_file = {"run_id": run.info.run_id, "experiment": "mnist-cnn"}
+        (old / "runs" / "a" / "seed0.json").write_text(json.dumps(run_file))
+        register.register(client, candidate("a", 0.9, 0.8), "champion", jobs["a"],
+                          Namespace(runs=old / "runs", models=old / "models"), "abc", "code1")
+        old.rename(new)
+        monkeypatch.setenv("DVC_ROOT", str(new))
+        monkeypatch.delenv("MLFLOW_TRACKING_URI")  # set_tracking_uri sets it: a new process has none
+        (tmp_path / "one.png").write_bytes(png(DIGIT[..., None]))
+        capsys.readouterr()  # what setting up said
+        predict.main([str(tmp_path / "one.png")])
+    finally:
+        mlflow.set_tracking_uri(before)
+    out, err = capsys.readouterr()
+    assert err == f"tracking store: artifact paths moved from {old} to {new} (the project was moved or copied)\n"
+    assert out.startswith(f"{tmp_path / 'one.png'}: ")

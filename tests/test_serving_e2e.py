@@ -10,12 +10,14 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests.helpers import VENV_BIN, free_port, http_service, mlflow_client, run
+from tests.test_serving_images import declaring
 
 pytestmark = pytest.mark.e2e
 
@@ -40,14 +42,17 @@ def test_each_datasets_best_setting_on_validation_is_registered_as_smoke(pipelin
     assert "(new)" not in again.stderr and len(mlflow_client(repo).search_model_versions("name = 'mnist-cnn'")) == 1
 
 
-def png(array: np.ndarray) -> str:
+def png(array: np.ndarray, size: tuple[int, int] | None = None) -> str:
+    """The image as a base64 PNG file (whose header declares `size`, if given)."""
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    data = declaring(buffer.getvalue(), *size) if size else buffer.getvalue()
+    return base64.b64encode(data).decode("ascii")
 
 
-def post(url: str, images: list[str]) -> tuple[int, dict]:
-    body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[image] for image in images]}}).encode()
+def post(url: str, images: list[str], params: dict | None = None, column: str = "image") -> tuple[int, dict]:
+    body = json.dumps({"dataframe_split": {"columns": [column], "data": [[image] for image in images]},
+                       "params": params or {}}).encode()
     request = urllib.request.Request(f"{url}/invocations", body, {"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=60) as answer:
@@ -68,16 +73,26 @@ def test_the_served_model_answers_as_the_evaluated_one(pipeline_run, tmp_path):
     serve = [str(VENV_BIN / "mlflow"), "models", "serve", "-m", "models:/mnist-cnn@smoke", "--env-manager", "local",
              "-h", "127.0.0.1", "-p", str(port)]
     store = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}"}
+    # the fixture's classes are a block's position: no digit to frame (nor to invert, but for the one row)
+    rows = [png(image) for image in images] + [png(255 - images[0]), base64.b64encode(b"no image").decode()]
     # from a folder without the project: the model brings its code
     with http_service(serve, port, "mlflow models serve", cwd=tmp_path, timeout=180, env=store) as url:
-        status, answer = post(url, [png(image) for image in images])
-        bad_status, bad = post(url, [base64.b64encode(b"no image").decode()])
+        status, answer = post(url, rows, {"frame": "no"})
+        with ThreadPoolExecutor(2) as pool:  # overlapping requests, one with an image over the pixel cap
+            huge, small = pool.map(lambda size: post(url, [png(images[0], size)]), [(8000, 8000), None])
+        failures = [post(url, rows[:1], {"invert": "maybe"}), post(url, rows[:1], column="picture")]
     assert status == 200, answer
     rows = answer["predictions"]
-    served = np.array([[row["probabilities"][str(digit)] for digit in range(10)] for row in rows])
-    np.testing.assert_allclose(served, evaluated, atol=1e-4)
-    assert [row["class"] for row in rows] == [str(i) for i in evaluated.argmax(axis=1)]
-    assert bad_status >= 400 and "not an image" in json.dumps(bad)
+    served = np.array([[row["probabilities"][str(digit)] for digit in range(10)] for row in rows[:4]])
+    np.testing.assert_allclose(served, np.concatenate([evaluated, evaluated[:1]]), atol=1e-4)
+    assert [row["class"] for row in rows[:4]] == [str(i) for i in evaluated.argmax(axis=1)] + [rows[0]["class"]]
+    assert [row["notes"] for row in rows[:4]] == [[], [], [], ["inverted: dark on light"]]
+    assert rows[4]["class"] is None and rows[4]["error"].startswith("not an image")
+    assert huge[0] == small[0] == 200 and "more than 50,000,000 pixels" in huge[1]["predictions"][0]["error"]
+    assert small[1]["predictions"][0]["error"] is None
+    for (bad_status, bad), reason in zip(failures, ["invert='maybe': give one of auto, yes, no", "image"]):
+        assert 400 <= bad_status < 500 and reason in bad["message"], bad
+        assert "stack_trace" not in bad and "Traceback" not in bad["message"], bad
 
 
 def test_predict_says_in_one_line_that_a_color_model_takes_no_gray_image(pipeline_run, tmp_path):

@@ -47,6 +47,19 @@ def rounded(metrics: dict[str, float]) -> dict[str, float]:
     return {name: float(f"{value:.4g}") for name, value in metrics.items()}
 
 
+def quiet_mlflow() -> None:
+    """No artifact progress bars (MLflow draws them per model logged or loaded) and no INFO lines
+    (the input example it tries, say) on stderr; a user who sets MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+    or MLFLOW_LOGGING_LEVEL keeps what they ask for."""
+    import logging
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if "MLFLOW_LOGGING_LEVEL" not in os.environ:
+        # MLflow read its level when first imported; this process may have imported it already
+        os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
 def project_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or ".").resolve()
 
