@@ -265,11 +265,12 @@ def test_predict_takes_the_smoke_model_where_there_is_no_champion(registry, tmp_
     client.set_registered_model_alias("mnist-cnn", "smoke", version)
     client.delete_registered_model_alias("mnist-cnn", "champion")
     (tmp_path / "one.png").write_bytes(png(DIGIT[..., None]))
+    capsys.readouterr()  # what registering said, in the test's setting up
     try:
         predict.main([str(tmp_path / "one.png")])
+        out, err = capsys.readouterr()
     finally:
         champion_a(registry)
-    out, err = capsys.readouterr()
     assert err == ("models:/mnist-cnn@champion: none yet (a full-size run registers it); using mnist-cnn@smoke, "
                    "the smoke run's\n")
     assert out.startswith(f"{tmp_path / 'one.png'}: ")
