@@ -261,7 +261,7 @@ def test_a_resumed_study_draws_new_values_and_more_trials_continue_it(tmp_path):
     """A sampler seeded alike on every start drew a resumed study's first random trials again; and
     raising `trials` is more of the same study, while any other change is a new one."""
     from pipeline.params.load import load_search
-    from pipeline.search.storage import open_study, study_name
+    from pipeline.search.storage import open_study
     from pipeline.search.trial import sample
 
     path = tmp_path / "params.yaml"
@@ -278,12 +278,19 @@ def test_a_resumed_study_draws_new_values_and_more_trials_continue_it(tmp_path):
 
     from dataclasses import replace
 
-    assert study_name("tiny", replace(entry, trials=40), params) == study_name("tiny", entry, params)
-    assert study_name("tiny", replace(entry, epochs=4), params) != study_name("tiny", entry, params)
+    from pipeline.search.identity import identity
+
+    def study_name(entry, params):
+        from pipeline.search.identity import study_name
+
+        return study_name("tiny", identity(entry, params, "data"))
+
+    assert study_name(replace(entry, trials=40), params) == study_name(entry, params)
+    assert study_name(replace(entry, epochs=4), params) != study_name(entry, params)
     quick = replace(params, train=replace(params.train, epochs=2, subset=0.2))  # the base's budget: not a trial's
-    assert study_name("tiny", entry, quick) == study_name("tiny", entry, params)
+    assert study_name(entry, quick) == study_name(entry, params)
     other = replace(params, train=replace(params.train, optimizer="sgd"))  # not in the space: trials train with it
-    assert study_name("tiny", entry, other) != study_name("tiny", entry, params)
+    assert study_name(entry, other) != study_name(entry, params)
 
 
 def test_workers_sharing_no_lock_take_no_more_trials_than_the_entry_counts(tmp_path):

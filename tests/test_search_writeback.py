@@ -211,3 +211,45 @@ def test_a_write_back_changes_no_setting_or_sweep_but_its_own(tmp_path_factory, 
     for key, block in block_texts(before).items():
         if key not in own:
             assert after[key] == block, key
+
+
+def test_a_study_is_new_when_the_data_preprocess_or_train_keys_change_and_says_why(tmp_path, capsys):
+    """Case 4: a study reused after `normalization: per_image` and a fresh preprocess wrote the old
+    winner, and more trials mixed two validation splits."""
+    import numpy as np
+
+    from pipeline.search.identity import identity, prepared_data_digest, study_name
+    from pipeline.search.storage import open_study
+
+    path = params_at(tmp_path, with_entries(shipped_params_text(), tuned=ENTRY))
+    params, entry = load_search(path, "tuned")
+    prepared = tmp_path / "data" / "prepared" / "mnist"
+    prepared.mkdir(parents=True)
+    for split in ("train", "val", "test"):
+        np.save(prepared / f"x_{split}.npy", np.zeros((2, 28, 28, 1), np.float32))
+    computed = prepared_data_digest(tmp_path, "mnist")
+    np.save(prepared / "x_test.npy", np.ones((2, 28, 28, 1), np.float32))  # never read by a trial
+    assert prepared_data_digest(tmp_path, "mnist") == computed
+    np.save(prepared / "x_val.npy", np.ones((2, 28, 28, 1), np.float32))
+    assert prepared_data_digest(tmp_path, "mnist") != computed
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"preprocess@mnist": {
+        "outs": [{"path": "data/prepared/mnist", "md5": "0123abcd.dir", "nfiles": 6}]}}}))
+    assert prepared_data_digest(tmp_path, "mnist") == "0123abcd.dir"
+
+    def named(params=params, entry=entry, data="0123abcd.dir"):
+        return study_name("tuned", identity(entry, params, data))
+
+    from dataclasses import replace
+
+    assert named(data="fedc.dir") != named()
+    assert named(replace(params, preprocess=replace(params.preprocess, normalization="per_image"))) != named()
+    assert named(replace(params, train=replace(params.train, precision="float32"))) != named()  # a runtime key
+    assert named(entry=replace(entry, result="elsewhere")) == named()  # scores nothing differently
+    assert named(replace(params, train=replace(params.train, learning_rate=0.01))) == named()  # drawn by each trial
+
+    (tmp_path / ".dvc" / "tmp" / "search").mkdir(parents=True)
+    first = open_study("tuned", entry, params, tmp_path)[0].study_name
+    assert open_study("tuned", entry, params, tmp_path)[0].study_name == first and capsys.readouterr().err == ""
+    per_image = replace(params, preprocess=replace(params.preprocess, normalization="per_image"))
+    assert open_study("tuned", entry, per_image, tmp_path)[0].study_name != first
+    assert capsys.readouterr().err == f"tuned: a new study: preprocess: changed since study {first}\n"
