@@ -253,3 +253,66 @@ def test_a_study_is_new_when_the_data_preprocess_or_train_keys_change_and_says_w
     per_image = replace(params, preprocess=replace(params.preprocess, normalization="per_image"))
     assert open_study("tuned", entry, per_image, tmp_path)[0].study_name != first
     assert capsys.readouterr().err == f"tuned: a new study: preprocess: changed since study {first}\n"
+
+
+def synthetic_mnist(directory, nan: bool = False):
+    """A few prepared MNIST-shaped images per split; with `nan`, one training pixel NaN."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    directory.mkdir(parents=True)
+    for split, count in (("train", 64), ("val", 32)):
+        x = rng.normal(size=(count, 28, 28, 1)).astype(np.float32)
+        if nan and split == "train":
+            x[0, 0, 0, 0] = np.nan
+        np.save(directory / f"x_{split}.npy", x)
+        np.save(directory / f"y_{split}.npy", rng.integers(0, 10, count).astype(np.int64))
+    return directory
+
+
+@pytest.mark.e2e
+def test_a_nan_loss_fails_the_trial_with_its_reason_and_val_loss_leaves_out_the_l2_penalty(tmp_path):
+    """Case 5: a trial whose loss went NaN was COMPLETE with the validation accuracy of diverged
+    weights. Case 6: val_loss, as Keras logs it, adds the weights' L2 penalty."""
+
+    import mlflow
+    import numpy as np
+    import optuna
+    from optuna.trial import TrialState
+
+    from pipeline.common.stops import SafeStops
+    from pipeline.model.runtime import load_tensorflow
+    from pipeline.search.trial import Data, epoch_reporter, trainer, trial_job
+    from pipeline.train import build_compiled
+
+    entry = {**ENTRY, "metric": "val_loss", "epochs": 2, "subset": 1.0,
+             "space": {"l2": {"low": 0.001, "high": 0.1, "log": True}}}
+    path = params_at(tmp_path, with_entries(shipped_params_text(), tuned=entry))
+    params, loaded = load_search(path, "tuned")
+    load_tensorflow()
+    import keras
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = mlflow.create_experiment("search-tuned")
+    study = optuna.create_study(direction="minimize")
+    with mlflow.start_run(experiment_id=experiment) as parent, SafeStops().installed() as stops:
+        data = Data(synthetic_mnist(tmp_path / "nan", nan=True), "mnist")
+        run_trial = trainer(params, loaded, "tuned", data, parent.info.run_id, experiment, stops, 0)
+        trial = study.ask({"l2": optuna.distributions.FloatDistribution(0.001, 0.1, log=True)})
+        assert run_trial(trial) == (TrialState.FAIL, None)
+        runs = mlflow.search_runs([experiment], filter_string="tags.kind = 'trial'", output_format="list")
+        assert re.fullmatch(r"the training loss went nan in epoch [12]", runs[0].data.tags["failure_reason"])
+        assert runs[0].data.tags["state"] == "failed"
+
+        job = trial_job(params, loaded, "t", {"l2": 0.05}, synthetic_mnist(tmp_path / "clean"))
+        model, _, _ = build_compiled(job)
+        x_train, y_train, x_val, y_val = Data(job.data, "mnist").splits(job)
+        reporter = epoch_reporter(study.ask(), "val_loss", 1, mlflow, stops)
+        with mlflow.start_run(experiment_id=experiment, nested=True):
+            history = model.fit(x_train, keras.utils.to_categorical(y_train, 10), batch_size=32, epochs=1, verbose=0,
+                                validation_data=(x_val, keras.utils.to_categorical(y_val, 10)), callbacks=[reporter])
+    predicted = model.predict(x_val, verbose=0)
+    cross_entropy = float(np.mean(keras.losses.categorical_crossentropy(keras.utils.to_categorical(y_val, 10),
+                                                                         predicted)))
+    assert reporter.value == pytest.approx(cross_entropy, rel=1e-4)
+    assert history.history["val_loss"][0] > cross_entropy + 0.01  # the penalty, left out of the score
