@@ -316,3 +316,19 @@ def test_a_nan_loss_fails_the_trial_with_its_reason_and_val_loss_leaves_out_the_
                                                                          predicted)))
     assert reporter.value == pytest.approx(cross_entropy, rel=1e-4)
     assert history.history["val_loss"][0] > cross_entropy + 0.01  # the penalty, left out of the score
+
+
+def test_a_scheduler_address_without_protocol_serves_the_study_on_the_host_that_reaches_it():
+    """Case 8: `SCHEDULER=10.0.0.5:8786` (Dask reads it as tcp://...) made the study's server bind
+    to 127.0.0.1, where no remote worker reaches it. Here: this machine's own non-loopback address."""
+    import psutil
+
+    from pipeline.scaleout.cluster_setup import scheduler_address
+    from pipeline.search.cluster import address_towards
+
+    own = [a.address for addresses in psutil.net_if_addrs().values() for a in addresses
+           if a.family.name == "AF_INET" and not a.address.startswith("127.")]
+    if not own:
+        pytest.skip("this machine has no IPv4 address but loopback")
+    assert scheduler_address(f"{own[0]}:8786") == f"tcp://{own[0]}:8786"
+    assert address_towards(scheduler_address(f"{own[0]}:8786")) == own[0]

@@ -45,7 +45,7 @@ from pipeline.common.stops import SafeStops
 from pipeline.params.load import load_search
 from pipeline.params.schema import resolved
 from pipeline.params.space import SearchEntry, result_names
-from pipeline.scaleout.cluster_setup import task_resources
+from pipeline.scaleout.cluster_setup import scheduler_address, task_resources
 from pipeline.search.result import write_result
 from pipeline.search.storage import counted, only_process, open_study, recover, run_exists, storage_path
 from pipeline.search.trial import Data, label
@@ -115,6 +115,7 @@ def search(args) -> None:
     if args.jobs is not None and args.jobs < 1:
         raise PipelineError(f"--jobs {args.jobs}: trials side by side must be 1 or more (make search JOBS=N)")
     resources = task_resources(args.resources)
+    scheduler = scheduler_address(args.scheduler) if args.scheduler else None
     jobs = args.jobs or 1
     params, entry = load_search(args.params, args.entry)
     name, dataset = args.entry, params.settings[entry.base].dataset
@@ -150,8 +151,8 @@ def search(args) -> None:
         with tracking.run_outcome(run.info.run_id):
             if done >= entry.trials:
                 pass  # finished: the result is written again
-            elif args.scheduler:
-                run_on_cluster(args.scheduler, resources, args.jobs, shared, name, args.params, entry, dataset,
+            elif scheduler:
+                run_on_cluster(scheduler, resources, args.jobs, shared, name, args.params, entry, dataset,
                                study, storage, run.info.run_id, experiment,
                                progress(name, entry, time.monotonic(), done), resume_command(args))
             elif jobs > 1:
@@ -197,6 +198,5 @@ def main(argv=None) -> None:
         sys.exit(130)
 
 
-if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":  # TensorFlow's start-up lines kept out as in the train stage: load_tensorflow
     cli.run(main)
