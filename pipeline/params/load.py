@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from pipeline.params.checks import check_params
 from pipeline.params.file import ParamsError, describe, read_yaml, top_level_problem
 from pipeline.params.schema import Params
+from pipeline.params.searched import check_result_names
 from pipeline.params.space import SearchEntry, parse_search
 
 
@@ -49,11 +50,13 @@ def parse_params(raw: Any, path: Path | str = "params.yaml") -> Params:
 
 
 def load_search(path: Path | str, name: str) -> tuple[Params, SearchEntry]:
-    """params.yaml, fully checked, and its search entry `name` (pipeline.params.space)."""
+    """params.yaml, fully checked, and its search entry `name` (pipeline.params.space), whose result
+    would replace nothing but its own (pipeline.params.searched)."""
     path = Path(path)
     raw = read_yaml(path)
     params = parse_params(raw, path)
     entries = parse_search(raw.get("search"), params, path)
     if name not in entries:
         raise ParamsError(path, f"search.{name}", f"no such search entry (known: {', '.join(entries) or 'none'})")
+    check_result_names(path.read_text(encoding="utf-8"), path, name, entries[name])
     return params, entries[name]

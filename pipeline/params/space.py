@@ -27,7 +27,7 @@ from pipeline.params.schema import _STRICT, MODEL_OVERRIDES, Params, PositiveInt
 SEARCHABLE = ("kernel", "strides", "l2", "color", "batch_size", "learning_rate", "optimizer", "dense_units",
               "dropout")
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}  # the validation split's; never the test set's
-SUFFIX = "-searched"  # the setting a study writes is named <base>-searched
+SUFFIX = "-searched"  # the setting a study writes is named <base>-searched, unless its entry names a `result`
 
 
 @dataclass(config=_STRICT)
@@ -55,10 +55,16 @@ class SearchEntry:
     seed: Seed = 0  # the sampler's, and every trial's training seed
     pruner: Literal["median", "none"] = "median"
     startup_trials: Annotated[int, Strict(), Field(ge=0)] = 5  # trials never pruned: the bar the others meet
+    result: Annotated[str, Strict()] | None = None  # names the setting and sweep it writes (result_names)
 
     @property
     def direction(self) -> str:
         return METRICS[self.metric]
+
+
+def result_names(name: str, entry: SearchEntry) -> tuple[str, str]:
+    """The setting and the sweep the entry `name` writes its best trial to."""
+    return (entry.result, entry.result) if entry.result else (f"{entry.base}{SUFFIX}", name)
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -83,13 +89,27 @@ def parse_search(raw: Any, params: Params, path: Path | str) -> dict[str, Search
         except TypeError as exc:  # a missing or unknown top-level key of the entry
             raise ParamsError(path, key, f"expected keys base, trials, epochs, subset, metric, space ({exc})") from None
         check_entry(name, entries[name], params, path)
+    _check_distinct_results(entries, path)
     return entries
+
+
+def _check_distinct_results(entries: dict[str, SearchEntry], path: Path | str) -> None:
+    """Two entries writing one setting or sweep would each replace the other's result."""
+    writers: dict[tuple[str, str], str] = {}
+    for name, entry in entries.items():
+        for kind, written in zip(("setting", "sweep"), result_names(name, entry)):
+            other = writers.setdefault((kind, written), name)
+            if other != name:
+                raise ParamsError(path, f"search.{name}", f"writes the {kind} {written!r}, as search.{other} does: "
+                                  "give one of them a `result:` name of its own")
 
 
 def check_entry(name: str, entry: SearchEntry, params: Params, path: Path | str) -> None:
     key = f"search.{name}"
     if not _NAME.match(str(name)):
         raise ParamsError(path, key, "a search name may hold only letters, digits, '.', '_' and '-'")
+    if entry.result is not None and not _NAME.match(entry.result):
+        raise ParamsError(path, f"{key}.result", "a result name may hold only letters, digits, '.', '_' and '-'")
     if entry.base not in params.settings:
         raise ParamsError(path, f"{key}.base", f"no setting {entry.base!r} (known: {', '.join(params.settings)})")
     if not entry.space:

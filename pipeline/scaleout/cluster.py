@@ -33,7 +33,7 @@ from pathlib import Path
 from pipeline.common import cli
 from pipeline.common.errors import PipelineError, redact
 from pipeline.params.load import load_params
-from pipeline.scaleout.cluster_setup import shared_with_workers, task_resources
+from pipeline.scaleout.cluster_setup import scheduler_address, shared_with_workers, task_resources
 from pipeline.scaleout.sweep import dvc, gather, stale_after_shared_inputs
 from pipeline.tracking.store import SWEEP_TAG_ENV
 from pipeline.training.timings import duration
@@ -183,6 +183,7 @@ def main(argv=None) -> None:
                                              "`origin` remote, else this checkout's path)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
+    args.scheduler = scheduler_address(args.scheduler)
     params = load_params(args.params)
     resources = task_resources(args.resources)
     shared = shared_with_workers(args.repository)

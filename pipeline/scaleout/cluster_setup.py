@@ -16,6 +16,15 @@ from pipeline.common.errors import PipelineError
 from pipeline.scaleout.sweep import dvc
 
 
+def scheduler_address(text: str) -> str:
+    """A Dask scheduler's address as Dask's client reads it: without a protocol, its default one
+    (`10.0.0.5:8786` is tcp://10.0.0.5:8786). A sweep and a search read it alike, and a search
+    finds the host its workers reach it from in it."""
+    from distributed.comm.addressing import normalize_address
+
+    return normalize_address(text)
+
+
 def task_resources(text: str | None) -> dict[str, float] | None:
     """`GPU=0.25,MEM=4e9` as Dask worker resources (what one task takes of a worker's)."""
     if not text:

@@ -1,5 +1,11 @@
-"""A study's result as params.yaml data: the best trial as the setting `<base>-searched`, and the sweep
-`<entry>` comparing it with its base, written with the file's comments and layout kept.
+"""A study's result as params.yaml text: the best trial as a setting (`<base>-searched`, or the
+entry's `result:`) and a sweep (the entry's name, or its `result:`) comparing it with its base.
+
+Only those two blocks of lines are written (pipeline.params.searched finds them): added after the
+base and after the last sweep, or replaced where this search wrote them before; every other byte
+of the file stays. The setting is written out in full, its own plain mapping (no YAML anchors: an
+alias to the base's `dropout` list would change with the base). A best trial that trains as the
+base does is written nowhere: the sweep would compare a setting with itself.
 
 The sweep varies the keys the searched setting differs from its base in. One key: that key, like
 the homework's sweeps. Several (a search seldom changes one value only): all of them, joined with
@@ -11,69 +17,127 @@ settings nobody chose.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import fcntl
+import io
+import os
+from dataclasses import replace
 from pathlib import Path
 
+from pipeline.common.errors import PipelineError
 from pipeline.common.outputs import write_text
 from pipeline.params.load import parse_params
-from pipeline.params.schema import resolved, setting_values
-from pipeline.params.space import SUFFIX, SearchEntry
+from pipeline.params.schema import Params, resolve, resolved, setting_values
+from pipeline.params.searched import MARKER, Block, blocks, check_result_names
+from pipeline.params.space import SearchEntry, result_names
 
 
-def changed_keys(params, base: str, searched: str, order) -> list[str]:
-    """The keys in which the two settings train differently, in the order of the search space."""
-    before, after = (setting_values(*resolved(params, name)) for name in (base, searched))
-    return [key for key in order if before[key] != after[key]]
+def changed_keys(params: Params, entry: SearchEntry, values: dict) -> list[str]:
+    """The keys in which the base with `values` trains differently from the base, in the order of
+    the search space."""
+    base = params.settings[entry.base]
+    model = getattr(params.models, base.dataset)
+    before = setting_values(*resolved(params, entry.base))
+    after = setting_values(*resolve(replace(base, **values), params.train, model))
+    return [key for key in entry.space if before[key] != after[key]]
 
 
-def with_result(text: str, name: str, entry: SearchEntry, values: dict, note: str) -> str:
-    """params.yaml's text with the setting and the sweep added (or replaced, on a second run)."""
-    import io
-
+def _block_text(key: str, mapping: dict, note: str, column: int) -> str:
+    """`key: mapping` as block YAML indented by `column`, lists in brackets, the note on the key line."""
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     document = YAML()
     document.width = 4096
-    data = document.load(text)
-    settings, searched = data["settings"], f"{entry.base}{SUFFIX}"
-    setting = CommentedMap(settings[entry.base])
-    for key, value in values.items():
+    document.representer.ignore_aliases = lambda data: True  # each value written out where it is used
+    body = CommentedMap()
+    for name, value in mapping.items():
         if isinstance(value, (list, tuple)):
             value = CommentedSeq(value)
             value.fa.set_flow_style()
-        setting[key] = value
-    if searched in settings:
-        settings[searched] = setting
-    else:
-        settings.insert(list(settings).index(entry.base) + 1, searched, setting)
-    settings.yaml_add_eol_comment(note, searched)
-    members = CommentedSeq([entry.base, searched])
-    members.fa.set_flow_style()
-    sweep = CommentedMap(vary="+".join(values) or next(iter(entry.space)), settings=members)
-    data["sweeps"][name] = sweep
-    data["sweeps"].yaml_add_eol_comment(f"make search NAME={name}: the search's best against its base", name)
+        body[name] = value
     out = io.StringIO()
-    document.dump(data, out)
-    return out.getvalue()
+    document.dump({key: body}, out)
+    first, *rest = out.getvalue().splitlines()
+    return "".join(f"{' ' * column}{line}\n" for line in [f"{first}  # {note}", *rest])
 
 
-def write_result(path: Path, name: str, entry: SearchEntry, values: dict, number: int, value: float) -> tuple[str, str]:
-    """Write the best trial's values into params.yaml; (the setting's name, the sweep's vary).
+def result_data(raw: dict, name: str, entry: SearchEntry, values: dict) -> tuple[dict, dict]:
+    """The setting (the base as written, with `values`) and the sweep, as plain data of their own."""
+    setting_name = result_names(name, entry)[0]
+    plain = {key: list(value) if isinstance(value, (list, tuple)) else value for key, value in values.items()}
+    return ({**copy.deepcopy(raw["settings"][entry.base]), **plain},
+            {"vary": "+".join(values), "settings": [entry.base, setting_name]})
 
-    The file is checked as a stage would load it before it is replaced."""
+
+def with_result(text: str, name: str, entry: SearchEntry, values: dict, note: str) -> str:
+    """params.yaml's text with the entry's setting and sweep added, or replacing its own earlier ones."""
+    setting_name, sweep_name = result_names(name, entry)
+    setting, sweep = result_data(_load(text), name, entry, values)
+    found = blocks(text)
+    edits = [_edit(found["settings"], setting_name, found["settings"][entry.base],
+                   _block_text(setting_name, setting, note, found["settings"][entry.base].column)),
+             _edit(found["sweeps"], sweep_name, list(found["sweeps"].values())[-1],
+                   _block_text(sweep_name, sweep, f"{MARKER}{name}: the search's best against its base",
+                               list(found["sweeps"].values())[-1].column))]
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    for start, end, new in sorted(edits, reverse=True):
+        lines[start:end] = [new]
+    return "".join(lines)
+
+
+def _edit(section: dict[str, Block], key: str, after: Block, new: str) -> tuple[int, int, str]:
+    """(start, end, text): the key's own block replaced, or the text inserted after `after`."""
+    own = section.get(key)
+    return (own.start, own.end, new) if own else (after.end, after.end, new)
+
+
+@contextlib.contextmanager
+def params_lock(path: Path):
+    """Exclusive, for a read-modify-write of params.yaml by a search: on the folder that holds it,
+    as the file itself is replaced by each write (a new file, which a second writer would lock apart)."""
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(folder)  # which releases the lock
+
+
+def write_result(path: Path, name: str, entry: SearchEntry, values: dict, number: int,
+                 value: float) -> tuple[str, str] | None:
+    """Write the best trial's values into params.yaml: (the setting's name, the sweep's vary), or None
+    where the trial trains as the base does (nothing written). Under the lock the file is read
+    afresh (another search may have written it since), its names checked again, and the new text
+    checked as a stage would load it, and as holding exactly the two blocks, before it replaces the file."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    note = f"make search NAME={name}: trial {number}, {entry.metric} {value:.4f} on {entry.epochs} epoch(s)"
-    draft = parse_params(_yaml(with_result(text, name, entry, values, note)), path)
-    varied = changed_keys(draft, entry.base, f"{entry.base}{SUFFIX}", list(entry.space))
-    new = with_result(text, name, entry, {key: values[key] for key in varied}, note)
-    parse_params(_yaml(new), path)
-    write_text(path, new)
-    sweep = parse_params(_yaml(new), path).sweeps[name]
-    return f"{entry.base}{SUFFIX}", sweep.vary
+    with params_lock(path):
+        text = path.read_text(encoding="utf-8")
+        raw = _load(text)
+        params = parse_params(raw, path)
+        check_result_names(text, path, name, entry)
+        varied = changed_keys(params, entry, values)
+        if not varied:
+            return None
+        note = f"{MARKER}{name}: trial {number}, {entry.metric} {value:.4f} on {entry.epochs} epoch(s)"
+        changed = {key: values[key] for key in varied}
+        new = with_result(text, name, entry, changed, note)
+        written = _load(new)
+        parse_params(written, path)
+        setting_name, sweep_name = result_names(name, entry)
+        expected = copy.deepcopy(raw)
+        expected["settings"][setting_name], expected["sweeps"][sweep_name] = result_data(raw, name, entry, changed)
+        if written != expected:
+            raise PipelineError(f"{path}: the search's result does not fit the file's layout (settings and sweeps "
+                                f"in block style expected); nothing written. Best trial {number}: {values}")
+        write_text(path, new)
+    return setting_name, written["sweeps"][sweep_name]["vary"]
 
 
-def _yaml(text: str):
+def _load(text: str):
     import yaml
 
     from pipeline.params.file import _StrictLoader

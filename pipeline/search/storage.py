@@ -5,26 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import json
-from dataclasses import asdict
+import sys
 from pathlib import Path
 
 from pipeline.common.errors import PipelineError
-from pipeline.params.schema import Params, resolved, setting_values
+from pipeline.params.schema import Params
 from pipeline.params.space import SearchEntry
+from pipeline.search.identity import identity, prepared_data_digest, study_name, why_new
 
 
 def storage_path(root: Path, name: str) -> Path:
     return root / ".dvc" / "tmp" / "search" / f"{name}.db"
-
-
-def study_name(name: str, entry: SearchEntry, params: Params) -> str:
-    """The entry's name and a digest of what its trials train: a changed entry is a new study. But
-    for its count of trials: raising it continues the study with more."""
-    base = {k: v for k, v in setting_values(*resolved(params, entry.base)).items() if k not in ("epochs", "subset")}
-    what = {"entry": {k: v for k, v in asdict(entry).items() if k != "trials"}, "base": base}  # a trial's own budget
-    return f"{name}-{hashlib.md5(json.dumps(what, sort_keys=True, default=list).encode()).hexdigest()[:8]}"
 
 
 def values_of(trial) -> dict:
@@ -103,15 +94,23 @@ def only_process(path: Path, name: str):
 
 
 def open_study(name: str, entry: SearchEntry, params: Params, root: Path):
-    """The driver's study (created if new), its storage and path. Its sampler has the entry's seed on a
-    new study, and another one per trial the study holds: the same seed on every start would draw a
-    resumed study's first random trials again."""
+    """The driver's study (created if new), its storage and path. The study is named by its identity
+    (pipeline.search.identity): a new one says in one line why the last one in the file is not
+    continued. Its sampler has the entry's seed on a new study, and another one per trial the study
+    holds: the same seed on every start would draw a resumed study's first random trials again."""
     import optuna
 
     path = storage_path(root, name)
     storage = sqlite_storage(path)
-    study = optuna.create_study(storage=storage, study_name=study_name(name, entry, params),
-                                direction=entry.direction, pruner=pruner(entry), load_if_exists=True)
+    parts = identity(entry, params, prepared_data_digest(root, params.settings[entry.base].dataset))
+    named = study_name(name, parts)
+    earlier = storage.get_all_studies()
+    study = optuna.create_study(storage=storage, study_name=named, direction=entry.direction, pruner=pruner(entry),
+                                load_if_exists=True)
+    if all(other.study_name != named for other in earlier):
+        study.set_user_attr("identity", parts)
+        if earlier:
+            print(why_new(name, parts, max(earlier, key=lambda other: other._study_id)), file=sys.stderr, flush=True)
     study.sampler = sampler(entry, 0, study)
     return study, storage, path
 

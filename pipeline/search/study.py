@@ -19,8 +19,11 @@ entry starts a new one (its name carries a digest of the rest).
 MLflow: experiment `search-<entry>`, one parent run per study and a nested run per trial (the
 sampled values as params, per-epoch curves, tag `state` complete / pruned / failed / interrupted).
 Once every trial has finished, the best trial is written into params.yaml as the setting
-`<base>-searched` and the sweep `<entry>` comparing it with its base: `make repro` trains it at full
-size with every seed of `seeds:`, and the report gives the verdict against the base on the test split.
+`<base>-searched` and the sweep `<entry>` comparing it with its base (both named by the entry's
+`result:` if it has one; pipeline/search/result.py), unless it trains as the base does: `make repro`
+trains it at full size with every seed of `seeds:`, and the report gives the verdict against the base
+on the test split. An entry whose result would replace a setting or sweep it did not write is
+refused before any trial (pipeline/params/searched.py).
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ from pipeline.common.errors import PipelineError
 from pipeline.common.stops import SafeStops
 from pipeline.params.load import load_search
 from pipeline.params.schema import resolved
-from pipeline.params.space import SearchEntry
-from pipeline.scaleout.cluster_setup import task_resources
+from pipeline.params.space import SearchEntry, result_names
+from pipeline.scaleout.cluster_setup import scheduler_address, task_resources
 from pipeline.search.result import write_result
 from pipeline.search.storage import counted, only_process, open_study, recover, run_exists, storage_path
 from pipeline.search.trial import Data, label
@@ -112,6 +115,7 @@ def search(args) -> None:
     if args.jobs is not None and args.jobs < 1:
         raise PipelineError(f"--jobs {args.jobs}: trials side by side must be 1 or more (make search JOBS=N)")
     resources = task_resources(args.resources)
+    scheduler = scheduler_address(args.scheduler) if args.scheduler else None
     jobs = args.jobs or 1
     params, entry = load_search(args.params, args.entry)
     name, dataset = args.entry, params.settings[entry.base].dataset
@@ -147,8 +151,8 @@ def search(args) -> None:
         with tracking.run_outcome(run.info.run_id):
             if done >= entry.trials:
                 pass  # finished: the result is written again
-            elif args.scheduler:
-                run_on_cluster(args.scheduler, resources, args.jobs, shared, name, args.params, entry, dataset,
+            elif scheduler:
+                run_on_cluster(scheduler, resources, args.jobs, shared, name, args.params, entry, dataset,
                                study, storage, run.info.run_id, experiment,
                                progress(name, entry, time.monotonic(), done), resume_command(args))
             elif jobs > 1:
@@ -165,10 +169,15 @@ def search(args) -> None:
                                     "raise the per-trial epochs") from None
             mlflow.set_tags({"best_trial": str(best.number), "best_run": best.user_attrs.get("mlflow_run", "")})
             mlflow.log_metric(f"best_{entry.metric}", best.value)
-            setting, sweep = write_result(args.params, name, entry, best_values(study, entry), best.number, best.value)
-    print(f"{name}: best trial {best.number} ({entry.metric} {best.value:.4f}) written to {args.params} as setting "
-          f"{setting} and sweep {name} (vary: {sweep}); `make repro` trains it at full size with every seed, the "
-          "report judges it against its base on the test split", file=sys.stderr)
+            written = write_result(args.params, name, entry, best_values(study, entry), best.number, best.value)
+    found = f"{name}: best trial {best.number} ({entry.metric} {best.value:.4f})"
+    if written is None:
+        print(f"{found} trains as its base {entry.base} does: nothing written to {args.params}", file=sys.stderr)
+        return
+    setting, sweep = written
+    print(f"{found} written to {args.params} as setting {setting} and sweep {result_names(name, entry)[1]} (vary: "
+          f"{sweep}); `make repro` trains it at full size with every seed, the report judges it against its base on "
+          "the test split", file=sys.stderr)
 
 
 def main(argv=None) -> None:
@@ -189,6 +198,5 @@ def main(argv=None) -> None:
         sys.exit(130)
 
 
-if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":  # TensorFlow's start-up lines kept out as in the train stage: load_tensorflow
     cli.run(main)

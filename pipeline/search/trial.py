@@ -72,15 +72,25 @@ class Data:
         return self.loaded[job.data]
 
 
+# What a trial is scored on, by the entry's metric: val_loss is the validation split's cross-entropy
+# alone. Keras' own val_loss adds the L2 penalty of the weights, which would favour a small `l2` for
+# the penalty's sake, not for what the model predicts.
+SCORED = {"val_accuracy": "val_accuracy", "val_loss": "val_cross_entropy"}
+
+
 def epoch_reporter(trial, metric: str, epochs: int, mlflow, stops: SafeStops):
-    """Keras callback: each epoch's metrics into the trial's MLflow run (step = epoch, 1-based) and
+    """Keras callback: each epoch's metrics into the trial's MLflow run (step = epoch, 1-based), with
+    val_cross_entropy (Keras' val_loss less the weights' penalty, constant while it evaluates), and
     its validation metric to Optuna; a trial the pruner calls behind stops after that epoch. Never
-    after its last: a trial that trained to the end has its value, and the sampler learns from it."""
+    after its last: a trial that trained to the end has its value, and the sampler learns from it.
+    A training loss that is not finite is the trial's failure: `failure` says so, and it stops (the
+    validation metric of diverged weights, about chance, is no score)."""
     import keras
 
     class EpochReporter(keras.callbacks.Callback):
         pruned = False
         value = math.nan
+        failure = None
 
         def on_train_batch_end(self, batch, logs=None):
             stops.check()
@@ -91,8 +101,14 @@ def epoch_reporter(trial, metric: str, epochs: int, mlflow, stops: SafeStops):
         def on_epoch_end(self, epoch, logs=None):
             stops.check()
             logs = {k: float(v) for k, v in (logs or {}).items()}
+            if "val_loss" in logs:
+                logs["val_cross_entropy"] = logs["val_loss"] - sum(float(loss) for loss in self.model.losses)
             mlflow.log_metrics(logs, step=epoch + 1, synchronous=True)
-            self.value = logs.get(metric, math.nan)
+            if not math.isfinite(logs.get("loss", math.nan)):
+                self.failure = f"the training loss went {logs.get('loss')} in epoch {epoch + 1}"
+                self.model.stop_training = True
+                return
+            self.value = logs.get(SCORED[metric], math.nan)
             if math.isfinite(self.value):
                 trial.report(self.value, epoch)
                 if epoch + 1 < epochs and trial.should_prune():
@@ -138,13 +154,16 @@ def trainer(params: Params, entry: SearchEntry, name: str, data: Data, parent: s
                       validation_data=array_batches(x_val, y_val, batch_size=batch, classes=classes),
                       epochs=entry.epochs, shuffle=False, verbose=0,
                       callbacks=[reporter, keras.callbacks.TerminateOnNaN()])
+            if reporter.failure or not math.isfinite(reporter.value):
+                reason = reporter.failure or f"its {entry.metric} was {reporter.value}"
+                mlflow.set_tag("failure_reason", reason)
+                trial.set_user_attr("failure_reason", reason)
+                return TrialState.FAIL, None
             if reporter.pruned:
                 state = "pruned"
                 return TrialState.PRUNED, None
-            if math.isfinite(reporter.value):
-                state = "complete"  # its last epoch's metric is the trial's value
-                return TrialState.COMPLETE, reporter.value
-            return TrialState.FAIL, None  # a loss that turned NaN
+            state = "complete"  # its last epoch's metric is the trial's value
+            return TrialState.COMPLETE, reporter.value
         except KeyboardInterrupt:
             state = "interrupted"  # run again on resume, with the same values
             trial.set_user_attr("interrupted", True)
