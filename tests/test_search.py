@@ -18,6 +18,7 @@ import yaml
 
 from pipeline.params.file import ParamsError
 from pipeline.params.load import load_params, parse_params
+from pipeline.search.trial import HOLD_TRIALS_FROM_ENV
 from tests.helpers import assert_one_line_naming, copy_project, dvc, project_env, run, run_stage, tiny_params
 
 ENTRY = {"base": "mnist-k3-s1", "trials": 3, "epochs": 3, "subset": 1.0, "metric": "val_accuracy", "seed": 0,
@@ -34,6 +35,24 @@ def search_params(entry: dict | None = None) -> dict:
 
 def study_command() -> list[str]:
     return [sys.executable, "-m", "pipeline.search.study", "tiny"]
+
+
+HELD_SECONDS = 200  # within the test's time limit (pytest-timeout's 300 s)
+
+
+def held_from(trial: int) -> dict[str, str]:
+    """The environment in which trial `trial` and later ones hold after their first epoch until stopped."""
+    return project_env(**{HOLD_TRIALS_FROM_ENV: str(trial)})
+
+
+def wait_until_running(project: Path, search, count: int = 1, trial: int | None = None) -> None:
+    """Until `trial` (or any `count` trials) is training in the study, while the search runs."""
+    deadline = time.monotonic() + HELD_SECONDS
+    while not (trial in running_trials(project) if trial is not None else len(running_trials(project)) >= count):
+        if search.poll() is not None:
+            raise AssertionError(f"the search ended first: {search.stderr.read()[-3000:]}")
+        assert time.monotonic() < deadline, f"no trial held within {HELD_SECONDS} s"
+        time.sleep(0.1)
 
 
 def enqueue(repo: Path, *learning_rates: float) -> None:
@@ -101,13 +120,10 @@ def test_a_study_prunes_resumes_after_sigkill_and_writes_a_setting(project):
     from optuna.trial import TrialState
 
     enqueue(project, 0.003, 0.003, 0.0000001)
-    search = subprocess.Popen(study_command(), cwd=project, env=project_env(), stdout=subprocess.DEVNULL,
+    search = subprocess.Popen(study_command(), cwd=project, env=held_from(1), stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:  # killed once trial 1 is training, trial 0 complete
-        deadline = time.monotonic() + 300
-        while 1 not in running_trials(project):
-            assert search.poll() is None and time.monotonic() < deadline, search.stderr.read()
-            time.sleep(0.1)
+    try:  # killed once trial 1 is training (held), trial 0 complete
+        wait_until_running(project, search, trial=1)
     finally:
         os.killpg(search.pid, signal.SIGKILL)
         search.wait()
@@ -161,12 +177,9 @@ def test_ctrl_c_stops_at_a_safe_point_and_the_trial_runs_again(project):
     from optuna.trial import TrialState
 
     enqueue(project, 0.003, 0.003)
-    search = subprocess.Popen(study_command(), cwd=project, env=project_env(), stdout=subprocess.DEVNULL,
+    search = subprocess.Popen(study_command(), cwd=project, env=held_from(1), stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while 1 not in running_trials(project):
-        assert search.poll() is None and time.monotonic() < deadline, search.stderr.read()
-        time.sleep(0.1)
+    wait_until_running(project, search, trial=1)
     os.killpg(search.pid, signal.SIGINT)
     _, stderr = search.communicate(timeout=120)
     assert search.returncode == 130, stderr
@@ -199,13 +212,10 @@ def test_jobs_run_trials_side_by_side_and_a_killed_driver_stops_its_workers(proj
     from optuna.trial import TrialState
 
     command = [*study_command(), "--jobs", "2"]
-    search = subprocess.Popen(command, cwd=project, env=project_env(), stdout=subprocess.DEVNULL,
+    search = subprocess.Popen(command, cwd=project, env=held_from(0), stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 300
-        while len(running_trials(project)) < 2:
-            assert search.poll() is None and time.monotonic() < deadline, search.stderr.read()
-            time.sleep(0.1)
+        wait_until_running(project, search, count=2)  # each worker's trial held after its first epoch
     finally:
         search.kill()
         search.wait()
