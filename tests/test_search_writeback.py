@@ -14,6 +14,7 @@ import yaml
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from pipeline.common.errors import PipelineError
 from pipeline.params.file import ParamsError
 from pipeline.params.load import load_search, parse_params
 from pipeline.params.searched import blocks, writer
@@ -84,6 +85,26 @@ def test_a_setting_the_user_named_base_searched_is_refused_and_two_entries_may_n
     path = params_at(tmp_path, with_entries(shipped_params_text(), **{"mnist-k3-again": {**ENTRY, "base": "mnist-k3-s1",
                                                                                  "result": "x"}}))
     load_search(path, "mnist-k3-again")
+
+
+def test_the_stages_read_two_entries_of_one_base_which_only_the_search_refuses(tmp_path):
+    """params.yaml's search section retrains nothing: a clash between entries stops the search, not `dvc repro`."""
+    again = {**ENTRY, "base": "mnist-k3-s1"}
+    path = params_at(tmp_path, with_entries(shipped_params_text(), **{"mnist-k3-again": again}))
+    parse_params(yaml.safe_load(path.read_text()), path)
+    with pytest.raises(ParamsError, match="as search.mnist-k3 does"):
+        load_search(path, "mnist-k3-again")
+
+
+def test_a_file_without_a_block_sweep_gets_one_line_and_stays_as_it_was(tmp_path):
+    raw = shipped_params()
+    raw["sweeps"] = {}
+    path = params_at(tmp_path, with_entries(yaml.safe_dump(raw, sort_keys=False), tuned=ENTRY))
+    text = path.read_text()
+    _, entry = load_search(path, "tuned")
+    with pytest.raises(PipelineError, match=r"sweeps: holds no sweep written as a block.*nothing written"):
+        write_result(path, "tuned", entry, BEST, 1, 0.9)
+    assert path.read_text() == text
 
 
 def test_its_own_earlier_result_is_updated_in_place_and_a_result_taken_over_is_refused(tmp_path):

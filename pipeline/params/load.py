@@ -17,7 +17,7 @@ from pipeline.params.checks import check_params
 from pipeline.params.file import ParamsError, describe, read_yaml, top_level_problem
 from pipeline.params.schema import Params
 from pipeline.params.searched import check_result_names
-from pipeline.params.space import SearchEntry, parse_search
+from pipeline.params.space import SearchEntry, check_distinct_results, parse_search
 
 
 def load_params(path: Path | str = "params.yaml", setting: str | None = None) -> Params:
@@ -58,5 +58,6 @@ def load_search(path: Path | str, name: str) -> tuple[Params, SearchEntry]:
     entries = parse_search(raw.get("search"), params, path)
     if name not in entries:
         raise ParamsError(path, f"search.{name}", f"no such search entry (known: {', '.join(entries) or 'none'})")
+    check_distinct_results(entries, path)
     check_result_names(path.read_text(encoding="utf-8"), path, name, entries[name])
     return params, entries[name]

@@ -89,12 +89,12 @@ def parse_search(raw: Any, params: Params, path: Path | str) -> dict[str, Search
         except TypeError as exc:  # a missing or unknown top-level key of the entry
             raise ParamsError(path, key, f"expected keys base, trials, epochs, subset, metric, space ({exc})") from None
         check_entry(name, entries[name], params, path)
-    _check_distinct_results(entries, path)
     return entries
 
 
-def _check_distinct_results(entries: dict[str, SearchEntry], path: Path | str) -> None:
-    """Two entries writing one setting or sweep would each replace the other's result."""
+def check_distinct_results(entries: dict[str, SearchEntry], path: Path | str) -> None:
+    """Two entries writing one setting or sweep would each replace the other's result. Checked by
+    the search only: the stages, which never write a result, run whatever the entries say."""
     writers: dict[tuple[str, str], str] = {}
     for name, entry in entries.items():
         for kind, written in zip(("setting", "sweep"), result_names(name, entry)):

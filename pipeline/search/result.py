@@ -124,6 +124,10 @@ def write_result(path: Path, name: str, entry: SearchEntry, values: dict, number
             return None
         note = f"{MARKER}{name}: trial {number}, {entry.metric} {value:.4f} on {entry.epochs} epoch(s)"
         changed = {key: values[key] for key in varied}
+        if not blocks(text)["sweeps"]:
+            raise PipelineError(f"{path}: sweeps: holds no sweep written as a block, after which the search's would "
+                                f"go: add one (as the shipped file has them); nothing written. Best trial {number}: "
+                                f"{values}")
         new = with_result(text, name, entry, changed, note)
         written = _load(new)
         parse_params(written, path)

@@ -172,7 +172,8 @@ def search(args) -> None:
             written = write_result(args.params, name, entry, best_values(study, entry), best.number, best.value)
     found = f"{name}: best trial {best.number} ({entry.metric} {best.value:.4f})"
     if written is None:
-        print(f"{found} trains as its base {entry.base} does: nothing written to {args.params}", file=sys.stderr)
+        print(f"{found} trains as its base {entry.base} does: nothing written to {args.params} (a result this search "
+              "wrote there earlier stays as it was)", file=sys.stderr)
         return
     setting, sweep = written
     print(f"{found} written to {args.params} as setting {setting} and sweep {result_names(name, entry)[1]} (vary: "
