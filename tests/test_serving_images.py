@@ -159,6 +159,17 @@ def test_a_small_digit_off_centre_on_a_large_canvas_is_framed_as_mnists():
     assert notes == ["inverted: dark on light"] and np.corrcoef(unframed.ravel(), DIGIT.ravel())[0, 1] < 0.5
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_photo_is_worked_on_at_a_working_size_and_its_digit_still_found(fmt):
+    """A 12-megapixel photo of a digit: decoded small (JPEG) or scaled down right after, and still
+    framed as the 7 it shows."""
+    photo = Image.fromarray(255 - seven((3000, 4000), 900, 1500, 1200)).convert("RGB")
+    data = file_bytes(photo, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    assert max(images.decode(data).size) <= images.WORKING_SIDE
+    x, notes = served(data)
+    assert np.corrcoef(x.ravel(), DIGIT.ravel())[0, 1] > 0.8 and notes[0] == "inverted: dark on light"
+
+
 def declaring(png: bytes, width: int, height: int) -> bytes:
     """The PNG file with a header (IHDR: width and height after its first 16 bytes) that declares
     another size than its data hold."""

@@ -20,6 +20,9 @@ from pipeline.serving import digits
 # The most pixels an image may declare, read from its header before it is decoded (a 50-megapixel
 # photo); Pillow's own decompression-bomb check, at 89 M, stays behind it.
 PIXEL_CAP = 50_000_000
+# The longest side an image is worked on at (a 28- or 32-pixel model input): a phone photo is scaled
+# down while it is decoded (JPEG) or right after, not carried through the conversions at 12 megapixels.
+WORKING_SIDE = 1024
 SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")  # PIL modes of 16-bit gray: scaled by their depth
 # PIL modes of one gray channel (alpha aside): taken as gray (MNIST's digits, a gray scan), not weighted
 GRAY_MODES = ("1", "L", "LA", "La", "I", "F", *SIXTEEN_BIT)
@@ -50,9 +53,13 @@ def decode(data: bytes):
     width, height = image.size  # as the header declares it: nothing is decoded yet
     if width * height > PIXEL_CAP:
         raise ImageRejected(f"{width}x{height} pixels: {too_large}")
+    if image.format == "JPEG":  # decoded at a fraction of its size, no smaller than WORKING_SIDE
+        image.draft(image.mode, (WORKING_SIDE, WORKING_SIDE))
     try:
         image.load()
         ImageOps.exif_transpose(image, in_place=True)
+        if max(image.size) > WORKING_SIDE and image.mode in ("L", "LA", "RGB", "RGBA", "I", "F"):
+            image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BOX)
     except Image.DecompressionBombError:  # a later part larger than the header said (a GIF's frame)
         raise ImageRejected(too_large) from None
     except (OSError, ValueError, SyntaxError) as exc:
@@ -98,7 +105,7 @@ def composited(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 def in_convention(image) -> tuple[np.ndarray, bool]:
     """The image as float64 in 0..255, (H, W) gray or (H, W, 3) RGB, its alpha composited; whether gray."""
-    if image.mode in ("P", "PA"):
+    if image.mode == "P":
         image = image.convert("LA" if gray_palette(image) else "RGBA")
     if image.mode in ("1", "La"):
         image = image.convert("L" if image.mode == "1" else "LA")
