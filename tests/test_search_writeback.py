@@ -256,6 +256,13 @@ def test_a_study_is_new_when_the_data_preprocess_or_train_keys_change_and_says_w
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"preprocess@mnist": {
         "outs": [{"path": "data/prepared/mnist", "md5": "0123abcd.dir", "nfiles": 6}]}}}))
     assert prepared_data_digest(tmp_path, "mnist") == "0123abcd.dir"
+    (tmp_path / "dvc.lock").unlink()
+    from_the_files = prepared_data_digest(tmp_path, "mnist")
+    for broken in ("stages: [", "- a list\n", "stages: {preprocess@mnist: {outs: [x]}}\n"):  # DVC's to report
+        (tmp_path / "dvc.lock").write_text(broken)
+        assert prepared_data_digest(tmp_path, "mnist") == from_the_files
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"preprocess@mnist": {
+        "outs": [{"path": "data/prepared/mnist", "md5": "0123abcd.dir", "nfiles": 6}]}}}))
 
     def named(params=params, entry=entry, data="0123abcd.dir"):
         return study_name("tuned", identity(entry, params, data))

@@ -26,18 +26,27 @@ WHAT = {"data": "the prepared data", "preprocess": "preprocess:", "entry": "sear
         "setting": "the base setting or train:"}  # each part, in the line that says why a study is new
 
 
+def _locked_stages(lock: Path) -> list:
+    """dvc.lock's stage records; none where it is missing or unreadable (a broken lock is DVC's to
+    report: the digest is then computed from the files)."""
+    try:
+        document = yaml.safe_load(lock.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    stages = document.get("stages") if isinstance(document, dict) else None
+    return list(stages.values()) if isinstance(stages, dict) else []
+
+
 def prepared_data_digest(root: Path, dataset: str) -> str:
     """The md5 DVC recorded for data/prepared/<dataset>, else one of the files a trial reads."""
     from pipeline.search.trial import SPLITS
 
     out = f"data/prepared/{dataset}"
     lock = root / "dvc.lock"
-    if lock.exists():
-        stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
-        for stage in stages.values():
-            for recorded in stage.get("outs", []):
-                if recorded.get("path") == out and recorded.get("md5"):
-                    return recorded["md5"]
+    for stage in _locked_stages(lock):
+        for recorded in stage.get("outs", []) if isinstance(stage, dict) else []:
+            if isinstance(recorded, dict) and recorded.get("path") == out and recorded.get("md5"):
+                return recorded["md5"]
     digest = hashlib.md5()
     for file in sorted((root / out).glob("**/*.npy")):
         if file.name.split("_", 1)[-1].removesuffix(".npy") in SPLITS:
