@@ -22,8 +22,8 @@ from pathlib import Path
 
 from pipeline.common import cli
 from pipeline.common.errors import PipelineError, redact
-from pipeline.register import CHAMPION, SMOKE
 from pipeline.serving import digits
+from pipeline.serving.pyfunc import CHAMPION, SMOKE
 from pipeline.tracking import store as tracking
 
 DEFAULT_NAME = tracking.EXPERIMENTS["mnist"]

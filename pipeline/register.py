@@ -15,10 +15,8 @@ winner moves the alias. Writes what it registered to a JSON file (registry/champ
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,17 +29,13 @@ from pipeline.common.outputs import write_json
 from pipeline.common.state_files import read_json
 from pipeline.job import TrainJob, load_job, run_params
 from pipeline.model.datasets import CLASS_NAMES, IMAGE_SIDES
-from pipeline.model.runtime import load_tensorflow
 from pipeline.params.load import load_params
 from pipeline.params.schema import Params, Setting
 from pipeline.preprocess import GRAY_WEIGHTS, read_normalization
-from pipeline.serving import digits as serving_digits
-from pipeline.serving import images as serving_images
+from pipeline.serving import logged
 from pipeline.serving import pyfunc as serving_pyfunc
 from pipeline.tracking import store as tracking
 from pipeline.tracking.provenance import git_commit
-
-CHAMPION, SMOKE = "champion", "smoke"
 
 
 @dataclass(frozen=True)
@@ -98,7 +92,7 @@ def winners(candidates: list[Candidate]) -> dict[str, tuple[Candidate, str]]:
         full = [candidate for candidate in group if not candidate.smoke]
         pool = full or group
         best = max(pool, key=lambda candidate: (candidate.val_mean, -pool.index(candidate)))
-        found[name] = (best, SMOKE if best.smoke else CHAMPION)
+        found[name] = (best, serving_pyfunc.SMOKE if best.smoke else serving_pyfunc.CHAMPION)
     return found
 
 
@@ -136,63 +130,11 @@ def existing_version(client, name: str, tags: dict[str, str]):
                  and version.tags.get("serving_code") == tags["serving_code"]), None)
 
 
-def serving_code() -> str:
-    """A digest of the code a registered model runs: a change of it makes a new version."""
-    digest = hashlib.md5()
-    for module in (serving_images, serving_digits, serving_pyfunc):
-        digest.update(Path(module.__file__).read_bytes())
-    return digest.hexdigest()
-
-
 def preprocessing_record(job: TrainJob) -> dict:
     """How the job's training data were made from images: what the served model does to one."""
     return {"dataset": job.dataset, "color": job.setting.color, "side": IMAGE_SIDES[job.dataset],
             "gray_weights": list(GRAY_WEIGHTS), "normalization": read_normalization(job.data),
             "class_names": CLASS_NAMES[job.dataset]}
-
-
-def input_example(job: TrainJob):
-    """A blank color image of the dataset's size, as the model's input: MLflow keeps it with the
-    model (a request to copy) and tries it on the logged model."""
-    import io
-
-    from PIL import Image
-
-    side = IMAGE_SIDES[job.dataset]
-    buffer = io.BytesIO()
-    Image.new("RGB", (side, side)).save(buffer, format="PNG")
-    return serving_pyfunc.encode([buffer.getvalue()])
-
-
-def log_served_model(job: TrainJob, model_file: Path, run_id: str, experiment_id: str) -> str:
-    """The pyfunc model (Keras model + preprocessing) logged from the training run; its model id."""
-    load_tensorflow()  # without its C++ chatter
-    import keras
-    import mlflow
-    import numpy as np
-    import PIL
-    import tensorflow as tf
-
-    # Not the training run's own model (its source run stays the Keras model's alone: it is found by
-    # its run); the version names the run instead.
-    logged = mlflow.initialize_logged_model(name="served", experiment_id=experiment_id,
-                                            tags={"setting": job.name, "training_run": run_id})
-    # Stated, not inferred: inference would otherwise re-import the model in a subprocess.
-    requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}", f"numpy=={np.__version__}",
-                    f"pillow=={PIL.__version__}", f"mlflow=={mlflow.__version__}"]
-    with tempfile.TemporaryDirectory() as tmp:
-        record = Path(tmp) / "preprocessing.json"
-        record.write_text(json.dumps(preprocessing_record(job), indent=2), encoding="utf-8")
-        # Models from code (MLflow's recommended way): the model is the pyfunc module's file, run when it loads;
-        # the package travels with it, for a place where the project is not on the path.
-        mlflow.pyfunc.log_model(name="served", python_model=serving_pyfunc.__file__,
-                                artifacts={serving_pyfunc.KERAS_MODEL: str(model_file),
-                                           serving_pyfunc.PREPROCESSING: str(record)},
-                                code_paths=[str(Path(serving_pyfunc.__file__).parents[1])],
-                                signature=serving_pyfunc.signature(), input_example=input_example(job),
-                                pip_requirements=requirements,
-                                model_id=logged.model_id)
-    return logged.model_id
 
 
 @pydantic_dataclass(config=ConfigDict(extra="allow"))
@@ -229,8 +171,8 @@ def register(client, candidate: Candidate, alias: str, job: TrainJob, args, comm
     version = existing_version(client, candidate.registered, tags)
     created = version is None
     if created:
-        model_id = log_served_model(job, args.models / candidate.setting / f"seed{candidate.best_seed}.keras",
-                                    run_id, experiment_id)
+        model_id = logged.log_served_model(args.models / candidate.setting / f"seed{candidate.best_seed}.keras",
+                                           preprocessing_record(job), job.name, run_id, experiment_id)
         try:
             client.get_registered_model(candidate.registered)
         except mlflow.exceptions.MlflowException:
@@ -267,7 +209,7 @@ def main(argv=None) -> None:
     root = tracking.project_root()
     tracking.connect(root)
     client = mlflow.MlflowClient()
-    commit, code = git_commit(root), serving_code()
+    commit, code = git_commit(root), logged.serving_code()
     done = {}
     for name, (candidate, alias) in winners([candidate for candidate, _ in loaded]).items():
         created, done[name] = register(client, candidate, alias, jobs[candidate.setting], args, commit, code)

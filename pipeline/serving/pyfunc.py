@@ -24,6 +24,7 @@ import pandas as pd
 from pipeline.serving import digits
 from pipeline.serving.images import ImageRejected, decode, normalize, pixels
 
+CHAMPION, SMOKE = "champion", "smoke"  # a registered version's aliases: the best full-size run, the best smoke run
 KERAS_MODEL = "keras_model"  # artifact names: the .keras file and the preprocessing record
 PREPROCESSING = "preprocessing"
 INPUT_COLUMN = "image"
