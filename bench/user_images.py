@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.common import cli
+from pipeline.common.errors import PipelineError
 
 EXIF_ORIENTATION = 0x0112
 ROTATE_90_CW_TO_VIEW = 6  # EXIF: the stored picture is turned; a viewer turns it 90° clockwise
@@ -71,7 +72,7 @@ def predicted_by_predict(folder: Path, model: str) -> dict[str, str]:
     result = subprocess.run([sys.executable, "-m", "pipeline.predict", str(folder), "--model", model],
                             capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"predict failed: {result.stderr[-2000:]}")
+        raise PipelineError(f"predict failed: {result.stderr[-2000:]}")
     return {Path(path).name: first for path, first in re.findall(r"^(.*): (\S+) [\d.]+%", result.stdout, re.M)}
 
 
@@ -86,7 +87,7 @@ def served(model: str, port: int):
             return server
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("mlflow models serve did not answer") from None
+                raise PipelineError("mlflow models serve did not answer") from None
             time.sleep(1)
 
 

@@ -138,5 +138,5 @@ def main(argv=None) -> None:
         sys.exit(130)  # the driver says it, once for all its workers
 
 
-if __name__ == "__main__":  # TensorFlow's start-up lines kept out as in the train stage: load_tensorflow
+if __name__ == "__main__":
     cli.run(main)
