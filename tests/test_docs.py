@@ -36,11 +36,17 @@ def slug(heading: str) -> str:
     return kept.replace(" ", "-")
 
 
+# An anchor set by hand where no heading is, e.g. on a table row: `<a id="quick-zen5-bf16"></a>`.
+HTML_ANCHOR = re.compile(r"<a\s+(?:id|name)=\"([^\"]+)\"")
+
+
 def anchors(markdown: str) -> set[str]:
-    """Every heading's anchor; a repeated heading gets `-1`, `-2`, ... as on GitHub."""
+    """Every heading's anchor (a repeated heading gets `-1`, `-2`, ... as on GitHub), and every
+    `<a id>` outside code."""
     tokens = MarkdownIt().parse(markdown)
     seen: dict[str, int] = {}
-    found = set()
+    found = {match for token in tokens for part in [token, *(token.children or [])]
+             if part.type in ("html_inline", "html_block") for match in HTML_ANCHOR.findall(part.content)}
     for opening, inline in zip(tokens, tokens[1:]):
         if opening.type != "heading_open":
             continue
@@ -100,6 +106,7 @@ def test_slugs_as_github_makes_them():
     assert slug("make quick") == "make-quick"
     assert slug("tf.data's idle waits") == "tfdatas-idle-waits"
     assert anchors("# `make quick`\n\n## A\n\n## A\n") == {"make-quick", "a", "a-1"}
+    assert anchors('| <a id="row-1"></a>x | y |\n\n```\n<a id="code"></a>\n```\n') == {"row-1"}
 
 
 def test_catches_what_it_is_for(tmp_path):
