@@ -58,8 +58,9 @@ ARCHIVES = {
 }
 
 MIRROR_HINT = (
-    f"to use a mirror, set {MIRROR_ENV} to a directory or URL holding "
-    f"mnist.npz, cifar-10-python.tar.gz and a {MANIFEST} file"
+    f"without access to that host, take the files from a mirror: {MIRROR_ENV}=DIR make quick (or make repro), "
+    f"DIR a directory or https URL holding mnist.npz, cifar-10-python.tar.gz and a {MANIFEST} file "
+    f"(README: Data offline)"
 )
 
 

@@ -36,11 +36,17 @@ def slug(heading: str) -> str:
     return kept.replace(" ", "-")
 
 
+# An anchor set by hand where no heading is, e.g. on a table row: `<a id="quick-zen5-bf16"></a>`.
+HTML_ANCHOR = re.compile(r"<a\s+(?:id|name)=\"([^\"]+)\"")
+
+
 def anchors(markdown: str) -> set[str]:
-    """Every heading's anchor; a repeated heading gets `-1`, `-2`, ... as on GitHub."""
+    """Every heading's anchor (a repeated heading gets `-1`, `-2`, ... as on GitHub), and every
+    `<a id>` outside code."""
     tokens = MarkdownIt().parse(markdown)
     seen: dict[str, int] = {}
-    found = set()
+    found = {match for token in tokens for part in [token, *(token.children or [])]
+             if part.type in ("html_inline", "html_block") for match in HTML_ANCHOR.findall(part.content)}
     for opening, inline in zip(tokens, tokens[1:]):
         if opening.type != "heading_open":
             continue
@@ -100,6 +106,7 @@ def test_slugs_as_github_makes_them():
     assert slug("make quick") == "make-quick"
     assert slug("tf.data's idle waits") == "tfdatas-idle-waits"
     assert anchors("# `make quick`\n\n## A\n\n## A\n") == {"make-quick", "a", "a-1"}
+    assert anchors('| <a id="row-1"></a>x | y |\n\n```\n<a id="code"></a>\n```\n') == {"row-1"}
 
 
 def test_catches_what_it_is_for(tmp_path):
@@ -132,3 +139,95 @@ def test_the_offline_plots_template_loads_what_the_readmes_npm_command_installs(
     assert "{plot_divs}" in template and "{scripts}" not in template  # DVC's CDN scripts left out
     loaded = re.findall(rf'<script src="\.\./{re.escape(prefix)}/node_modules/([^/]+)/build/[^"]+\.js">', template)
     assert set(loaded) == packages == {"vega", "vega-lite", "vega-embed"}
+
+
+# `python -m <module> <args>` as the documents show it, up to a comment, a pipe or the next command.
+MODULE_COMMAND = re.compile(r"python -m ((?:pipeline|bench)(?:\.\w+)+)([^`#|;&)\n]*)")
+# `[VAR=value ...] make target [VAR=value ...]`
+MAKE_COMMAND = re.compile(r"((?:\b[A-Z_]+=\S+\s+)*)\bmake\s+([a-z][\w-]*)((?:\s+[A-Z_]+=\S+)*)")
+PROJECT_IMPORT = re.compile(r"^from ((?:pipeline|bench)(?:\.\w+)+) import", re.MULTILINE)
+
+
+def shown_commands(root: Path = REPO) -> list[tuple[str, str]]:
+    """(where, command text) of every code span and code block line in README.md and docs/, and
+    every comment line of params.yaml; an inline span broken over lines is joined."""
+    found = []
+    for path in documents(root):
+        tokens = MarkdownIt().parse(path.read_text(encoding="utf-8"))
+        for token in tokens:
+            if token.type == "fence":
+                found += [(path.name, line) for line in token.content.splitlines()]
+            for child in token.children or []:
+                if child.type == "code_inline":
+                    found.append((path.name, " ".join(child.content.split())))
+    params = (root / "tests" / "shipped_params.yaml").read_text(encoding="utf-8")
+    found += [("params.yaml", line.split("#", 1)[1]) for line in params.splitlines() if "#" in line]
+    return found
+
+
+def module_file(module: str, root: Path = REPO) -> Path | None:
+    base = root.joinpath(*module.split("."))
+    return next((path for path in (base.with_suffix(".py"), base / "__main__.py") if path.exists()), None)
+
+
+def module_flags(module: str, root: Path = REPO) -> set[str]:
+    """The --flags a module's argparse accepts, read from its source and that of the project modules
+    it imports from (bench.common adds the benchmarks' data flags): no import, no TensorFlow."""
+    path = module_file(module, root)
+    source = path.read_text(encoding="utf-8")
+    sources = [source, *(module_file(name, root).read_text(encoding="utf-8")
+                         for name in PROJECT_IMPORT.findall(source) if module_file(name, root))]
+    return {flag for text in sources for flag in re.findall(r"""["'](--[a-z][\w-]*)["']""", text)}
+
+
+def command_problems(root: Path = REPO) -> list[str]:
+    """Each shown `python -m` module that does not exist or refuses a flag shown with it, and each
+    `make` target or variable the Makefile (or, for a variable, the code it runs) does not know."""
+    makefile = (root / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([a-z][\w-]*):", makefile, re.MULTILINE))
+    code = "".join(path.read_text(encoding="utf-8") for path in (root / "pipeline").rglob("*.py"))
+    found = []
+    for where, text in shown_commands(root):
+        for module, args in MODULE_COMMAND.findall(text):
+            if not module_file(module, root):
+                found.append(f"{where}: python -m {module}: no such module")
+                continue
+            flags = {arg.split("=", 1)[0] for arg in args.split() if arg.startswith("--")}
+            found += [f"{where}: python -m {module} {flag}: not a flag of it"
+                      for flag in sorted(flags - module_flags(module, root))]
+        for before, target, after in MAKE_COMMAND.findall(text):
+            if target not in targets:
+                found.append(f"{where}: make {target}: no such target in the Makefile")
+            for variable in re.findall(r"\b([A-Z_]+)=", before + after):
+                if f"$({variable})" not in makefile and f'"{variable}"' not in code:
+                    found.append(f"{where}: {variable}= (make {target}): neither the Makefile nor the code reads it")
+    return found
+
+
+def test_every_shown_command_exists_with_the_flags_shown():
+    assert command_problems() == []
+
+
+def test_the_command_check_catches_what_it_is_for(tmp_path):
+    """A gone module, a flag its parser lacks, a make target or variable the Makefile lacks."""
+    for name in ("pipeline", "bench"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "pipeline" / "report.py").write_text('parser.add_argument("--out")\n')
+    (tmp_path / "pipeline" / "download.py").write_text('MIRROR = "PIPELINE_DATA_MIRROR"\n')
+    (tmp_path / "bench" / "feed.py").write_text('from bench.common import add_data_arguments\n')
+    (tmp_path / "bench" / "common.py").write_text('parser.add_argument("--data")\n')
+    (tmp_path / "Makefile").write_text("quick: setup\n\tpython -m pipeline.tracking.ui $(if $(PORT),--port $(PORT))\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "shipped_params.yaml").write_text("a: 1  # python -m pipeline.report --html x\n")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text(
+        "# T\n\n`python -m pipeline.report --out x` `python -m bench.feed --data d`\n\n"
+        "```sh\nPIPELINE_DATA_MIRROR=DIR make quick PORT=1   # fine\n"
+        "python -m pipeline.gone\nYES=1 make repro JOBS=2\n```\n\n`python -m\nbench.feed --rounds 2`\n")
+    assert command_problems(tmp_path) == [
+        "README.md: python -m pipeline.gone: no such module",
+        "README.md: make repro: no such target in the Makefile",
+        "README.md: YES= (make repro): neither the Makefile nor the code reads it",
+        "README.md: JOBS= (make repro): neither the Makefile nor the code reads it",
+        "README.md: python -m bench.feed --rounds: not a flag of it",
+        "params.yaml: python -m pipeline.report --html: not a flag of it"]

@@ -109,7 +109,7 @@ def test_unreachable_host_after_retries(tmp_path, own_mirror, monkeypatch):
     monkeypatch.setattr(dl, "ARCHIVES", {**dl.ARCHIVES, "mnist": dl.Archive(
         "mnist.npz", f"http://127.0.0.1:{port}/mnist.npz", "sha256:" + "0" * 64)})
     _expect_failure("mnist", tmp_path / "raw" / "mnist.npz", None, "cannot download", f"127.0.0.1:{port}", "2 attempts",
-                    dl.MIRROR_ENV)
+                    "PIPELINE_DATA_MIRROR=DIR make quick")
 
 
 def test_cli_failure_is_one_line(tmp_path, own_mirror):

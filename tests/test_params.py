@@ -236,3 +236,19 @@ def test_a_missing_job_file_is_one_line(stage, paths):
     assert result.returncode == 1
     assert result.stderr == ("error: jobs/nosuch.json: cannot read the job file (No such file or directory); "
                              "the job stage writes it: dvc repro job@<setting>\n")
+
+
+def test_size_words_name_the_size_a_training_will_run_at():
+    """The search's last line says it: after `make quick`, `make repro` trains at the quick size."""
+    from dataclasses import replace
+
+    from pipeline.params.schema import SIZES
+    from pipeline.params.size import size_words
+
+    train = parse_params(shipped_params()).train
+    quick = replace(train, epochs=SIZES["quick"]["train.epochs"], subset=SIZES["quick"]["train.subset"])
+    assert size_words(train) == "at full size (50 epochs on every training image)"
+    assert size_words(quick) == ("at the quick size (2 epoch(s) on 20% of the training images; "
+                                 "`make full` first for the homework's)")
+    assert size_words(replace(train, epochs=10)) == ("at 10 epoch(s) on 100% of the training images, a smoke run "
+                                                     "(`make full` for the homework's size)")

@@ -16,7 +16,7 @@ asks the reader to make by hand, is made first, and must still be there after ev
 train exactly those settings, for that size's epochs, and announce how long each takes: a block
 that trains through `make` must have the estimate name every setting it trains (the Makefile
 promises it); `dvc` itself has no estimate, so there the train stage's own line after its first
-epoch is the announcement.
+epoch is the announcement. A block that runs `dvc queue status` must see no experiment Failed.
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ def problems(note: str, script: str, output: str, clone: Path, edits: dict[str, 
     params = yaml.safe_load((clone / "params.yaml").read_text())
     found += [f"params.yaml lost the edit {key}: {value}" for key, value in edits.items()
               if _value(params, key) != value]
+    if "dvc queue status" in script and re.search(r"\sFailed\s*$", output, re.MULTILINE):
+        found.append("a queued experiment failed (dvc queue status says Failed)")
     trains = TRAINS.search(note)
     if not trains:
         return found

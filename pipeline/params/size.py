@@ -13,7 +13,19 @@ from pipeline.common.outputs import write_json, write_text
 from pipeline.common.state_files import read_json
 from pipeline.params.file import ParamsError, read_yaml, with_values
 from pipeline.params.load import parse_params
-from pipeline.params.schema import SIZES
+from pipeline.params.schema import SIZES, TrainConfig
+
+
+def size_words(train: TrainConfig) -> str:
+    """The size a training runs at, in the words a message uses after "trains it": the quick size
+    is named as such, since after `make quick` every later `dvc repro` trains at it."""
+    if not train.smoke_run:
+        return f"at full size ({train.epochs} epochs on every training image)"
+    share = f"{train.epochs} epoch(s) on {train.subset:.0%} of the training images"
+    quick = SIZES["quick"]
+    if (train.epochs, train.subset) == (quick["train.epochs"], quick["train.subset"]):
+        return f"at the quick size ({share}; `make full` first for the homework's)"
+    return f"at {share}, a smoke run (`make full` for the homework's size)"
 
 
 def set_size(path: Path, size: str) -> dict[str, Any]:

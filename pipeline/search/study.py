@@ -21,9 +21,9 @@ sampled values as params, per-epoch curves, tag `state` complete / pruned / fail
 Once every trial has finished, the best trial is written into params.yaml as the setting
 `<base>-searched` and the sweep `<entry>` comparing it with its base (both named by the entry's
 `result:` if it has one; pipeline/search/result.py), unless it trains as the base does: `make repro`
-trains it at full size with every seed of `seeds:`, and the report gives the verdict against the base
-on the test split. An entry whose result would replace a setting or sweep it did not write is
-refused before any trial (pipeline/params/searched.py).
+trains it with every seed of `seeds:` at the size `train:` gives (the quick size after `make quick`),
+and the report gives the verdict against the base on the test split. An entry whose result would
+replace a setting or sweep it did not write is refused before any trial (pipeline/params/searched.py).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from pipeline.common.errors import PipelineError
 from pipeline.common.stops import SafeStops
 from pipeline.params.load import load_search
 from pipeline.params.schema import resolved
+from pipeline.params.size import size_words
 from pipeline.params.space import SearchEntry, result_names
 from pipeline.scaleout.cluster_setup import scheduler_address, task_resources
 from pipeline.search.result import write_result
@@ -176,8 +177,9 @@ def search(args) -> None:
               "wrote there earlier stays as it was)", file=sys.stderr)
         return
     setting, sweep = written
+    size = size_words(resolved(load_search(args.params, args.entry)[0], setting)[1])
     print(f"{found} written to {args.params} as setting {setting} and sweep {result_names(name, entry)[1]} (vary: "
-          f"{sweep}); `make repro` trains it at full size with every seed, the report judges it against its base on "
+          f"{sweep}); `make repro` trains it {size} with every seed, the report judges it against its base on "
           "the test split", file=sys.stderr)
 
 

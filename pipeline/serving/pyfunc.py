@@ -71,6 +71,11 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
     """A Keras classifier behind its training preprocessing."""
 
     def load_context(self, context):
+        # Keras imports TensorFlow here, in the serving process: quieted as in the stages, so that
+        # `mlflow models serve` on a CPU-only machine prints no CUDA probing ("failed call to cuInit").
+        from pipeline.model.runtime import load_tensorflow
+
+        load_tensorflow()
         import keras
 
         with open(context.artifacts[PREPROCESSING], encoding="utf-8") as handle:
