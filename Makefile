@@ -19,12 +19,13 @@ setup: $(INSTALLED)
 
 # Params are checked before DVC starts (DVC itself would stop at a bad key, or first delete a
 # stage's outputs); the store is created before any stage runs (processes creating it at once
-# race); and how long the training will take is said, and asked about if over an hour (YES=1).
+# race); and how long the training will take is said, and asked about if over an hour (YES=1). DVC's
+# output then comes with a line per stage: k of n, and the time left (pipeline/training/progress.py).
 repro: setup
 	python -m pipeline.params check
 	python -m pipeline.tracking init
 	python -m pipeline.training.estimate --confirm
-	dvc repro
+	python -m pipeline.training.progress
 
 # Every stage and setting in minutes: params.yaml is set to the quick size (a smoke run of a few
 # epochs on a share of the images: SIZES in pipeline/params/schema.py); every later `dvc repro` works at

@@ -83,6 +83,10 @@ def test_every_make_repro_names_what_it_will_train_and_asks_before_the_full_size
     assert "dvc repro will train 1 setting x 2 epochs on 20 % of the images" in edited.stderr
     assert estimated(edited.stderr) == ["mnist-k3-s1-l2"] and trained(edited.stdout) == ["mnist-k3-s1-l2-0"]
     assert "Running stage 'job@" not in edited.stdout  # run before the estimate, so not again by dvc repro
+    # where the whole run is: a line per stage after DVC's, k of n as `dvc repro --dry` counted them
+    stages = re.findall(r"^Running stage '([^']+)':\n\[stage (\d+) of (\d+): \1; ", edited.stdout, re.MULTILINE)
+    assert [(int(k), int(n)) for _, k, n in stages] == [(k, len(stages)) for k in range(1, len(stages) + 1)]
+    assert [stage for stage, _, _ in stages][:2] == ["train@mnist-k3-s1-l2-0", "evaluate@mnist-k3-s1-l2-0"]
 
     # The homework's size: every setting, at its full epochs, over an hour by the recorded timings.
     full = subprocess.run([str(VENV_BIN / "python"), "-m", "pipeline.params", "size", "full"], cwd=repo,

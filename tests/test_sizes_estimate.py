@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import yaml
@@ -12,6 +13,7 @@ from pipeline.params.load import load_params, parse_params
 from pipeline.params.schema import SIZES
 from pipeline.params.size import set_size
 from pipeline.training.estimate import scaled_epoch_seconds, summary
+from pipeline.training.progress import OTHER_STAGE_SECONDS, TENSORFLOW_STAGE_SECONDS
 from pipeline.training.timings import EpochTiming, duration
 from tests.helpers import shipped_params, shipped_params_text
 
@@ -62,6 +64,37 @@ def test_an_epoch_time_scales_with_the_images_it_sees():
     assert scaled_epoch_seconds(timing, 10_000, 100) == pytest.approx(301.0)
 
 
+def test_the_stages_dvc_would_run_are_read_off_its_dry_run():
+    from pipeline.training.progress import planned_stages
+
+    dry = ("Stage 'job@a' didn't change, skipping\nRunning stage 'train@a-0':\n> python -m pipeline.train ...\n\n"
+           "Running stage 'evaluate@a-0':\n> python -m pipeline.evaluate ...\nRunning stage 'report':\n")
+    assert planned_stages(dry) == ["train@a-0", "evaluate@a-0", "report"]
+
+
+def test_the_time_left_follows_the_pace_of_the_finished_stages():
+    from pipeline.training.progress import progress_line, read_plan, stage_seconds, time_left
+
+    plan = [stage_seconds(stage, {"train@a-0": 100.0}) for stage in ("train@a-0", "evaluate@a-0", "plot@a")]
+    assert plan == [100 + TENSORFLOW_STAGE_SECONDS, TENSORFLOW_STAGE_SECONDS, OTHER_STAGE_SECONDS]
+    assert time_left(plan, 0, 0.0) == sum(plan)
+    # the first stage took twice its plan: the rest will too
+    assert time_left(plan, 1, 2 * plan[0]) == pytest.approx(2 * sum(plan[1:]))
+    assert time_left(plan, 1, plan[0] / 2) == pytest.approx(sum(plan[1:]) / 2)
+    assert progress_line("train@a-0", 1, 3, 0.0, 600.0) == "[stage 1 of 3: train@a-0; about 10 min in all]"
+    assert progress_line("plot@a", 3, 3, 125.0, 30.0) == "[stage 3 of 3: plot@a; 2 min so far, about 30 s left]"
+    assert read_plan(Path("/nonexistent/estimate.json")) == {}
+
+
+def test_a_plan_file_is_read_as_written_or_not_at_all(tmp_path):
+    from pipeline.training.progress import read_plan
+
+    (tmp_path / "plan.json").write_text('{"train@a-0": 120.5, "junk": "x"}')
+    assert read_plan(tmp_path / "plan.json") == {"train@a-0": 120.5}
+    (tmp_path / "plan.json").write_text("[1, 2")
+    assert read_plan(tmp_path / "plan.json") == {}
+
+
 def test_durations_read_as_a_person_would_say_them():
     assert [duration(s) for s in (42, 600, 5400, 86400)] == ["42 s", "10 min", "1.5 h", "24.0 h"]
 
@@ -69,7 +102,9 @@ def test_durations_read_as_a_person_would_say_them():
 def test_summary_names_settings_epochs_and_size():
     params = parse_params(shipped_params(), "params.yaml")
     total, line = summary(params, [("mnist-k3-s1", 3600.0, ""), ("mnist-k5-s1", 1800.0, "")])
-    assert total == 5400 + 2 * 40
+    # each run's train and evaluate stages, each setting's plot, then the report and register once
+    assert total == 5400 + 2 * (2 * TENSORFLOW_STAGE_SECONDS + OTHER_STAGE_SECONDS) + TENSORFLOW_STAGE_SECONDS + \
+        OTHER_STAGE_SECONDS
     assert line == "dvc repro will train 2 settings x 50 epochs: about 1.5 h on this machine"
 
 

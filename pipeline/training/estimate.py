@@ -23,14 +23,13 @@ from pathlib import Path
 
 from pipeline.common import cli
 from pipeline.common.errors import PipelineError
+from pipeline.common.outputs import write_json
 from pipeline.model.datasets import TRAINING_IMAGES
 from pipeline.params.load import load_params
 from pipeline.params.schema import Params, resolved
+from pipeline.training.progress import PLAN_FILE, stage_seconds
 from pipeline.training.timings import EpochTiming, duration, load_timings, this_machine
 
-# Per setting, on top of its epochs: process start-ups, logging the model, evaluating the test
-# set and drawing the figures (about 40 s on the 2-core CPUs this was measured on).
-STAGE_OVERHEAD_SECONDS = 40
 CONFIRM_ABOVE_SECONDS = 3600
 PROBE_STEPS = 3
 
@@ -118,9 +117,16 @@ def estimate(params: Params, root: Path, runs: list[tuple[str, int]]) -> list[tu
     return rows
 
 
+def stages_seconds(runs: int, settings: int) -> float:
+    """The stages' own seconds besides the epochs: per run its train and evaluate stages, per
+    setting its plot, and the report and the register stage once."""
+    return (runs * (stage_seconds("train", {}) + stage_seconds("evaluate", {})) + settings * stage_seconds("plot", {})
+            + stage_seconds("report", {}) + stage_seconds("register", {}))
+
+
 def summary(params: Params, rows: list[tuple[str, float, str]]) -> tuple[float, str]:
-    total = sum(seconds for _, seconds, _ in rows) + STAGE_OVERHEAD_SECONDS * len(rows)
     names = {name for name, _, _ in rows}
+    total = sum(seconds for _, seconds, _ in rows) + stages_seconds(len(rows), len(names))
     trains = [resolved(params, name)[1] for name in names]  # a setting may set its own epochs or subset
     epochs = span(t.epochs for t in trains)
     shares = span(round(t.subset * 100) for t in trains)
@@ -156,9 +162,12 @@ def main(argv=None) -> None:
         if missing := tracking.missing_from_store(recorded):
             raise tracking.missing_runs_error(missing)
     if not stale:
+        write_json(root / PLAN_FILE, {})
         print("dvc repro: no setting needs training", file=sys.stderr)
         return
     rows = estimate(params, root, stale)
+    write_json(root / PLAN_FILE, {f"train@{name}-{seed}": seconds
+                                  for (name, seed), (_, seconds, _) in zip(stale, rows)})
     total, line = summary(params, rows)
     print(line, file=sys.stderr)
     for name in dict.fromkeys(name for name, _, _ in rows):  # per setting, its seeds' runs together
