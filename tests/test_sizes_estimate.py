@@ -64,12 +64,15 @@ def test_an_epoch_time_scales_with_the_images_it_sees():
     assert scaled_epoch_seconds(timing, 10_000, 100) == pytest.approx(301.0)
 
 
-def test_the_stages_dvc_would_run_are_read_off_its_dry_run():
-    from pipeline.training.progress import planned_stages
+def test_the_stages_to_run_are_the_changed_ones_and_all_downstream_of_them():
+    from pipeline.training.progress import stages_to_run
 
-    dry = ("Stage 'job@a' didn't change, skipping\nRunning stage 'train@a-0':\n> python -m pipeline.train ...\n\n"
-           "Running stage 'evaluate@a-0':\n> python -m pipeline.evaluate ...\nRunning stage 'report':\n")
-    assert planned_stages(dry) == ["train@a-0", "evaluate@a-0", "report"]
+    depends_on = {"download": set(), "preprocess": {"download"}, "job@a": {"preprocess"}, "job@b": {"preprocess"},
+                  "train@a-0": {"job@a"}, "train@b-0": {"job@b"}, "evaluate@a-0": {"train@a-0"},
+                  "evaluate@b-0": {"train@b-0"}, "report": {"evaluate@a-0", "evaluate@b-0"}}
+    assert stages_to_run({"job@a"}, depends_on) == {"job@a", "train@a-0", "evaluate@a-0", "report"}
+    assert stages_to_run({"download"}, depends_on) == set(depends_on)
+    assert stages_to_run(set(), depends_on) == set()
 
 
 def test_the_time_left_follows_the_pace_of_the_finished_stages():

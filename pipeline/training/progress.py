@@ -1,17 +1,18 @@
 """`dvc repro` with a line saying where the whole run is: before each stage it starts, the stage as
 k of n and the time left, from the estimate and corrected by how long the finished stages took.
 
-    python -m pipeline.training.progress [TARGETS...]   # what `make repro` runs after the estimate
+    python -m pipeline.training.progress   # what `make repro` runs after the estimate
 
 DVC's own output passes through unchanged; the line is added after its `Running stage '...':`
-line, one per stage (no bar redrawn: a log keeps every line). n is what `dvc repro --dry` would
-run. A stage is planned at its start-up (a process that imports TensorFlow pays several seconds
-for it) plus, for a train stage, the seconds the estimate gave its epochs
-(`python -m pipeline.training.estimate` records them in PLAN_FILE).
+line, one per stage (no bar redrawn: a log keeps every line). n counts the stages DVC's status
+calls changed and every stage downstream of them. A stage is planned at its start-up (a process
+that imports TensorFlow pays several seconds for it) plus, for a train stage, the seconds the
+estimate gave its epochs (`python -m pipeline.training.estimate` records them in PLAN_FILE).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import signal
@@ -24,7 +25,7 @@ from pipeline.common import cli
 from pipeline.training.timings import duration
 
 PLAN_FILE = Path(".dvc") / "tmp" / "estimate.json"  # train stage -> seconds of its epochs
-RUNNING = re.compile(r"^Running stage '([^']+)':$")
+RUNNING = re.compile(r"^Running stage '([^']+)':$")  # DVC's line as a stage starts
 # A stage's own seconds besides its epochs: its process imports TensorFlow or not, builds, evaluates
 # or draws, and DVC hashes and records it. Fitted to a `make quick` on a 2-core Sapphire Rapids
 # (2026-12-04: 38 stages, 1087 s, 374 s of them epochs); the pace of the finished stages corrects
@@ -41,9 +42,31 @@ def stage_seconds(stage: str, epochs_seconds: dict[str, float]) -> float:
     return start + epochs_seconds.get(stage, 0.0)
 
 
-def planned_stages(dry_run_output: str) -> list[str]:
-    """The stages `dvc repro --dry` said it would run, in its order."""
-    return [match.group(1) for line in dry_run_output.splitlines() if (match := RUNNING.match(line.strip()))]
+def stages_to_run(changed: set[str], depends_on: dict[str, set[str]]) -> set[str]:
+    """The stages `dvc repro` will run: the changed ones and every stage that depends on one of
+    them, however indirectly (its inputs are about to change)."""
+    to_run, todo = set(), list(changed)
+    dependents: dict[str, set[str]] = {}
+    for stage, inputs in depends_on.items():
+        for upstream in inputs:
+            dependents.setdefault(upstream, set()).add(stage)
+    while todo:
+        stage = todo.pop()
+        if stage not in to_run:
+            to_run.add(stage)
+            todo.extend(dependents.get(stage, ()))
+    return to_run
+
+
+def pipeline_plan() -> set[str]:
+    """What `dvc repro` will run here, from DVC's own status and stage graph."""
+    from dvc.repo import Repo
+
+    with Repo() as repo:
+        graph = repo.index.graph  # an edge from a stage to each stage whose outputs it reads
+        depends_on = {stage.addressing: {upstream.addressing for upstream in graph.successors(stage)}
+                      for stage in graph.nodes}
+        return stages_to_run(set(repo.status()), depends_on)
 
 
 def time_left(plan: list[float], done: int, elapsed: float) -> float:
@@ -71,15 +94,16 @@ def read_plan(path: Path) -> dict[str, float]:
 
 
 def main(argv=None) -> None:
-    targets = list(sys.argv[1:] if argv is None else argv)
-    dry = subprocess.run(["dvc", "repro", "--dry", *targets], capture_output=True, text=True)
-    stages = planned_stages(dry.stdout)
+    argparse.ArgumentParser(prog="python -m pipeline.training.progress", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
+    stages = sorted(pipeline_plan())
     epochs_seconds = read_plan(PLAN_FILE)
     plan = {stage: stage_seconds(stage, epochs_seconds) for stage in stages}
     # Ctrl-C reaches DVC and its stage through the terminal's process group: this process waits for
-    # them to stop, and passes on a SIGTERM sent to it alone.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    repro = subprocess.Popen(["dvc", "repro", *targets], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    # them to stop (a handler, not SIG_IGN, which DVC would inherit), and passes on a SIGTERM sent to
+    # it alone.
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    repro = subprocess.Popen(["dvc", "repro"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              bufsize=1)
     signal.signal(signal.SIGTERM, lambda signum, frame: repro.send_signal(signum))
     started, seen = time.monotonic(), []
