@@ -10,7 +10,7 @@ import pytest
 from hypothesis import settings
 
 from tests.datasets import write_mirror
-from tests.helpers import copy_project, dvc, project_env, tiny_params
+from tests.helpers import PIPELINE_RUN_TIMEOUT, copy_project, dvc, project_env, start_test_clock, tiny_params
 
 # A suite started in the background by a non-interactive shell (`make test &`) inherits SIGINT
 # ignored, and so would every stage it starts: the tests that press Ctrl-C on a `dvc repro` then
@@ -41,11 +41,6 @@ def pipeline_run(tmp_path_factory, mirror):
     return repo, env, result
 
 
-# Seconds for a test that uses `pipeline_run`, whose time may include building it (pyproject.toml's
-# `timeout` is for the others).
-PIPELINE_RUN_TIMEOUT = 900
-
-
 def pytest_collection_modifyitems(config, items):
     """The time limit of the tests that may build `pipeline_run`. Under pyproject.toml's
     `--dist loadscope` each test module runs on one worker, which builds its module fixtures once;
@@ -55,3 +50,13 @@ def pytest_collection_modifyitems(config, items):
         if "pipeline_run" in item.fixturenames and not item.get_closest_marker("timeout"):
             # whichever of them runs first on its worker also builds the fixture (a whole `dvc repro`)
             item.add_marker(pytest.mark.timeout(PIPELINE_RUN_TIMEOUT))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Each test's waits (`helpers.seconds_left`) end before its pytest-timeout limit, which counts
+    from here: setup, call and teardown together."""
+    marker = item.get_closest_marker("timeout")
+    start_test_clock(float(marker.args[0]) if marker else float(item.config.getini("timeout") or 0))
+    yield
+    start_test_clock(None)

@@ -55,8 +55,36 @@ def project_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True, timeout: int = 900):
-    result = subprocess.run(cmd, cwd=cwd, env=env or project_env(), capture_output=True, text=True, timeout=timeout)
+# Seconds for a test that uses `pipeline_run`, whose time may include building it (pyproject.toml's
+# `timeout` is for the others).
+PIPELINE_RUN_TIMEOUT = 900
+# Seconds kept back from a test's time limit: a wait bounded by `seconds_left` runs out that much
+# before pytest-timeout would stop the test, which then fails by its own message and cleans up.
+CLEANUP_SECONDS = 20
+_test_deadline: float | None = None
+
+
+def start_test_clock(limit: float | None) -> None:
+    """Called by conftest.py as each test starts, with its pytest-timeout limit (None: none)."""
+    global _test_deadline
+    _test_deadline = None if not limit else time.monotonic() + limit
+
+
+def seconds_left(at_most: float) -> float:
+    """A bound for one wait in a test: `at_most`, or less, so that it ends before the test's own limit."""
+    if _test_deadline is None:
+        return at_most
+    return max(1.0, min(at_most, _test_deadline - time.monotonic() - CLEANUP_SECONDS))
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True, timeout: float = 900):
+    bound = seconds_left(timeout)
+    try:
+        result = subprocess.run(cmd, cwd=cwd, env=env or project_env(), capture_output=True, text=True, timeout=bound)
+    except subprocess.TimeoutExpired as late:
+        said = "\n".join(o.decode(errors="replace") if isinstance(o, bytes) else o or ""
+                         for o in (late.stdout, late.stderr))
+        raise AssertionError(f"{' '.join(map(str, cmd))} did not finish in {bound:.0f} s:\n{said[-3000:]}") from None
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -171,7 +199,7 @@ def http_service(command: list[str], port: int, what: str, cwd: Path | None = No
     with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a chatty server never blocks on it
         server = tethered(command, cwd=cwd, env=env or project_env(), stdout=subprocess.DEVNULL, stderr=log, text=True)
         try:
-            deadline = time.monotonic() + timeout
+            deadline = time.monotonic() + seconds_left(timeout)
             while True:
                 try:
                     urllib.request.urlopen(f"{url}/health", timeout=2).close()
@@ -197,6 +225,7 @@ def mlflow_server(port: int, store: Path, *options: str) -> list[str]:
 
 def wait_for_queue(repo: Path, env: dict[str, str], timeout: float = 600) -> str:
     """`dvc queue status` once nothing is Queued or Running."""
+    timeout = seconds_left(timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = dvc(repo, "queue", "status", env=env).stdout
@@ -268,7 +297,7 @@ def store_env(directory: Path) -> dict[str, str]:
 
 def wait_for_epochs(client, process, epochs: int, timeout: float = 120, exclude=()):
     """The training process's run (the newest, not in `exclude`), once it has logged `epochs` epochs."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + seconds_left(timeout)
     while time.monotonic() < deadline and process.poll() is None:
         runs = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
                 if r.info.run_id not in exclude]

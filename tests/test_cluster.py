@@ -27,6 +27,7 @@ from tests.helpers import (
     keep_settings,
     mlflow_server,
     project_env,
+    seconds_left,
     tiny_params,
 )
 
@@ -64,6 +65,7 @@ def test_a_task_builds_its_run_and_the_first_seed_plots():
 def lose_the_machine_that_trains(machines, workers, driver, release, timeout=240) -> int:
     """Once a worker's training has saved an epoch (and holds there), SIGKILL its whole process
     group (a machine lost mid-task), then release the trainings; the index of that machine."""
+    timeout = seconds_left(timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and driver.poll() is None:
         for index, machine in enumerate(machines):
@@ -105,7 +107,7 @@ def test_a_sweep_over_two_dask_workers_survives_a_lost_machine(mirror, tmp_path)
         driver = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             lost = lose_the_machine_that_trains(machines, workers, driver, release)
-            stdout, stderr = driver.communicate(timeout=600)
+            stdout, stderr = driver.communicate(timeout=seconds_left(600))
         finally:
             if driver.poll() is None:
                 driver.kill()
@@ -129,7 +131,7 @@ def test_a_sweep_over_two_dask_workers_survives_a_lost_machine(mirror, tmp_path)
         # alike; at 1e30 mnist-k3-s1's loss stayed finite (about 1e30), so it could train to the end.
         params["train"]["learning_rate"] = 1e38
         (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        failed = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+        failed = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=seconds_left(600))
         assert failed.returncode == 1
         assert re.fullmatch(r"error: sweep: mnist-k3-s1(-l2)?-0 failed on tcp://127\.0\.0\.1:\d+: setting "
                             r"mnist-k3-s1(-l2)? seed 0: loss became NaN/Inf in epoch 1; .*",

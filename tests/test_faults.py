@@ -11,12 +11,13 @@ import pytest
 
 from pipeline.common.errors import PipelineError
 from pipeline.common.outputs import atomic_dir, atomic_file, write_json
-from tests.helpers import free_port, job_without_data, project_env, train_command
+from tests.helpers import free_port, job_without_data, project_env, seconds_left, train_command
 
 
 def _train(tmp_path, env):
     repo, out = job_without_data(tmp_path)
-    result = subprocess.run(train_command(out), cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(train_command(out), cwd=repo, env=env, capture_output=True, text=True,
+                            timeout=seconds_left(120))
     return result, out
 
 

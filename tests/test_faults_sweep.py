@@ -27,6 +27,7 @@ from tests.helpers import (
     project_env,
     reap,
     run,
+    seconds_left,
     tethered,
     tiny_params,
     train_command,
@@ -109,7 +110,7 @@ def test_sigkill_at_random_moments_leaves_one_finished_run_per_setting(pipeline_
                         kills.append(when)
                         break
                     time.sleep(0.01)
-            output = process.communicate(timeout=600)[0]
+            output = process.communicate(timeout=seconds_left(600))[0]
         finally:
             reap(process)
         if process.returncode == 0:
@@ -200,7 +201,7 @@ def test_training_rides_out_a_tracking_server_restart(pipeline_run, tmp_path):
         release.touch()
         _wait_for_rows(repo, "mnist-k3-s1", 2, process)  # saved with the server away: logged into the gap
         server, client = _serve(port, tmp_path)
-        _, stderr = process.communicate(timeout=240)
+        _, stderr = process.communicate(timeout=seconds_left(240))
         assert process.returncode == 0, stderr[-3000:]
         assert client.get_run(run_id).info.status == "FINISHED"
         for metric in ("loss", "val_accuracy"):
@@ -239,7 +240,8 @@ def test_a_server_that_stays_away_stops_the_stage_and_the_next_run_resumes(pipel
         assert last.startswith(f"error: tracking server {uri} stopped answering, also after MLflow's retries")
         assert last.endswith("`dvc repro` resumes the training after epoch 2"), last  # saved, then not logged
         server, client = _serve(port, tmp_path)
-        again = subprocess.run(train_command(out), cwd=repo, env=env, capture_output=True, text=True, timeout=240)
+        again = subprocess.run(train_command(out), cwd=repo, env=env, capture_output=True, text=True,
+                               timeout=seconds_left(240))
         assert again.returncode == 0, again.stderr[-3000:]
         assert f"resuming MLflow run {run_id}" in again.stderr
         assert client.get_run(run_id).info.status == "FINISHED"
@@ -281,7 +283,7 @@ def auth_server(tmp_path_factory):
 ], ids=["none", "wrong"])
 def test_a_server_that_asks_who_you_are_stops_the_stage_before_training(tmp_path, auth_server, credentials, words):
     repo, out = job_without_data(tmp_path)
-    result = subprocess.run(train_command(out), cwd=repo, capture_output=True, text=True, timeout=120,
+    result = subprocess.run(train_command(out), cwd=repo, capture_output=True, text=True, timeout=seconds_left(120),
                             env=project_env(MLFLOW_TRACKING_URI=auth_server, **credentials))
     assert result.returncode == 1
     assert result.stderr == (f"error: tracking server {auth_server} asks who you are and {words}: set "
@@ -294,7 +296,7 @@ def test_with_credentials_the_run_is_logged_and_the_password_nowhere(pipeline_ru
     out = tmp_path / "out"
     job_file(repo, out)
     credentials = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": PASSWORD}
-    result = subprocess.run(train_command(out), cwd=repo, capture_output=True, text=True, timeout=300,
+    result = subprocess.run(train_command(out), cwd=repo, capture_output=True, text=True, timeout=seconds_left(300),
                             env=project_env(MLFLOW_TRACKING_URI=auth_server, **credentials))
     assert result.returncode == 0, result.stderr[-3000:]
     from mlflow.tracking import MlflowClient
@@ -325,6 +327,6 @@ def test_a_second_dvc_repro_in_the_same_workspace_gets_dvcs_lock_message(pipelin
         assert "Running stage" not in second.stdout
     finally:
         os.killpg(first.pid, signal.SIGINT)
-        first.communicate(timeout=120)
+        first.communicate(timeout=seconds_left(120))
         reap(first)
     assert (copy / "dvc.lock").read_text() == lock_before

@@ -13,7 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, VENV_BIN, copy_project, dvc, estimated, keep_settings, project_env, shipped_params
+from tests.helpers import (
+    REPO,
+    VENV_BIN,
+    copy_project,
+    dvc,
+    estimated,
+    keep_settings,
+    project_env,
+    seconds_left,
+    shipped_params,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # three `make repro`s on a fresh project
 
@@ -69,7 +79,8 @@ def project(mirror, tmp_path):
 
 def test_every_make_repro_names_what_it_will_train_and_asks_before_the_full_size(project):
     repo, env = project
-    quick = subprocess.run([*MAKE, "quick"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    quick = subprocess.run([*MAKE, "quick"], cwd=repo, env=env, capture_output=True, text=True,
+                           timeout=seconds_left(900))
     assert quick.returncode == 0, quick.stderr[-3000:]
     assert "dvc repro will train 2 settings x 2 epochs on 20 % of the images" in quick.stderr
     assert sorted(estimated(quick.stderr)) == sorted(SETTINGS) and sorted(trained(quick.stdout)) == \
@@ -78,7 +89,8 @@ def test_every_make_repro_names_what_it_will_train_and_asks_before_the_full_size
     # One setting's value: the edit reaches training only through that setting's job file.
     params = repo / "params.yaml"
     params.write_text(params.read_text().replace("l2: 0.001", "l2: 0.01"))
-    edited = subprocess.run([*MAKE, "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    edited = subprocess.run([*MAKE, "repro"], cwd=repo, env=env, capture_output=True, text=True,
+                            timeout=seconds_left(900))
     assert edited.returncode == 0, edited.stderr[-3000:]
     assert "dvc repro will train 1 setting x 2 epochs on 20 % of the images" in edited.stderr
     assert estimated(edited.stderr) == ["mnist-k3-s1-l2"] and trained(edited.stdout) == ["mnist-k3-s1-l2-0"]

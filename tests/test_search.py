@@ -19,7 +19,16 @@ import yaml
 from pipeline.params.file import ParamsError
 from pipeline.params.load import load_params, parse_params
 from pipeline.search.trial import HOLD_TRIALS_FROM_ENV
-from tests.helpers import assert_one_line_naming, copy_project, dvc, project_env, run, run_stage, tiny_params
+from tests.helpers import (
+    assert_one_line_naming,
+    copy_project,
+    dvc,
+    project_env,
+    run,
+    run_stage,
+    seconds_left,
+    tiny_params,
+)
 
 ENTRY = {"base": "mnist-k3-s1", "trials": 3, "epochs": 3, "subset": 1.0, "metric": "val_accuracy", "seed": 0,
          "pruner": "median", "startup_trials": 1,
@@ -181,7 +190,7 @@ def test_ctrl_c_stops_at_a_safe_point_and_the_trial_runs_again(project):
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     wait_until_running(project, search, trial=1)
     os.killpg(search.pid, signal.SIGINT)
-    _, stderr = search.communicate(timeout=120)
+    _, stderr = search.communicate(timeout=seconds_left(120))
     assert search.returncode == 130, stderr
     assert stderr.splitlines()[-1] == ("error: interrupted; finished trials are kept: `make search NAME=tiny` "
                                        "resumes the study")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import VENV_BIN, free_port, http_service, mlflow_client, run
+from tests.helpers import VENV_BIN, free_port, http_service, mlflow_client, run, seconds_left
 from tests.test_serving_images import declaring
 
 pytestmark = pytest.mark.e2e
@@ -101,6 +101,6 @@ def test_predict_says_in_one_line_that_a_color_model_takes_no_gray_image(pipelin
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(image)
     result = subprocess.run([sys.executable, "-m", "pipeline.predict", str(image), "--model",
                              "models:/cifar10-color-cnn@smoke"], cwd=repo, env=env, capture_output=True, text=True,
-                            timeout=300)
+                            timeout=seconds_left(300))
     assert result.returncode != 0 and result.stdout == ""
     assert result.stderr.startswith(f"error: {image}: a gray image;") and result.stderr.count("\n") == 1, result.stderr
