@@ -140,7 +140,7 @@ def _serve(port, store, env=None, cwd=None):
                       stderr=subprocess.DEVNULL)
     from mlflow.tracking import MlflowClient
 
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + seconds_left(90)
     while time.monotonic() < deadline:
         try:
             import urllib.request
@@ -169,12 +169,13 @@ def _rows_saved(repo, setting: str, seed: int = 0) -> int:
 
 def _wait_for_rows(repo, setting: str, rows: int, process, timeout: float = 120) -> None:
     """Until the training has saved `rows` epochs to resume from: an event, not a sleep."""
+    timeout = seconds_left(timeout)
     deadline = time.monotonic() + timeout
     while _rows_saved(repo, setting) < rows:
         if process.poll() is not None:
             said = "".join(filter(None, process.communicate()))[-3000:]
             raise AssertionError(f"the training ended before saving epoch {rows}: {said}")
-        assert time.monotonic() < deadline, f"the training saved no epoch {rows} in {timeout} s"
+        assert time.monotonic() < deadline, f"the training saved no epoch {rows} in {timeout:.0f} s"
         time.sleep(0.05)
 
 
@@ -264,7 +265,7 @@ def auth_server(tmp_path_factory):
                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import urllib.request
 
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + seconds_left(90)
     while True:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()

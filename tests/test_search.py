@@ -46,9 +46,6 @@ def study_command() -> list[str]:
     return [sys.executable, "-m", "pipeline.search.study", "tiny"]
 
 
-HELD_SECONDS = 200  # within the test's time limit (pytest-timeout's 300 s)
-
-
 def held_from(trial: int) -> dict[str, str]:
     """The environment in which trial `trial` and later ones hold after their first epoch until stopped."""
     return project_env(**{HOLD_TRIALS_FROM_ENV: str(trial)})
@@ -56,11 +53,12 @@ def held_from(trial: int) -> dict[str, str]:
 
 def wait_until_running(project: Path, search, count: int = 1, trial: int | None = None) -> None:
     """Until `trial` (or any `count` trials) is training in the study, while the search runs."""
-    deadline = time.monotonic() + HELD_SECONDS
+    bound = seconds_left(200)
+    deadline = time.monotonic() + bound
     while not (trial in running_trials(project) if trial is not None else len(running_trials(project)) >= count):
         if search.poll() is not None:
             raise AssertionError(f"the search ended first: {search.stderr.read()[-3000:]}")
-        assert time.monotonic() < deadline, f"no trial held within {HELD_SECONDS} s"
+        assert time.monotonic() < deadline, f"no trial held within {bound:.0f} s"
         time.sleep(0.1)
 
 
@@ -228,7 +226,7 @@ def test_jobs_run_trials_side_by_side_and_a_killed_driver_stops_its_workers(proj
     finally:
         search.kill()
         search.wait()
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + seconds_left(120)
     while not lock_is_free(project):
         assert time.monotonic() < deadline, "the workers outlived their driver"
         time.sleep(0.2)
