@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from pytest_timeout import _get_item_settings
 
 from tests.datasets import write_mirror
 from tests.helpers import PIPELINE_RUN_TIMEOUT, copy_project, dvc, project_env, start_test_clock, tiny_params
@@ -56,7 +57,8 @@ def pytest_collection_modifyitems(config, items):
 def pytest_runtest_protocol(item, nextitem):
     """Each test's waits (`helpers.seconds_left`) end before its pytest-timeout limit, which counts
     from here: setup, call and teardown together."""
-    marker = item.get_closest_marker("timeout")
-    start_test_clock(float(marker.args[0]) if marker else float(item.config.getini("timeout") or 0))
+    # pytest-timeout's own reading of the limit (marker, --timeout, PYTEST_TIMEOUT, ini), so that the
+    # two never disagree; private, and so checked: a rename fails every test at once, loudly.
+    start_test_clock(_get_item_settings(item).timeout)
     yield
     start_test_clock(None)

@@ -59,7 +59,8 @@ def project_env(**extra: str) -> dict[str, str]:
 # `timeout` is for the others).
 PIPELINE_RUN_TIMEOUT = 900
 # Seconds kept back from a test's time limit: a wait bounded by `seconds_left` runs out that much
-# before pytest-timeout would stop the test, which then fails by its own message and cleans up.
+# before pytest-timeout would stop the test, which then fails by its own message and has this long
+# to stop what it started (a clean-up wait takes CLEANUP_SECONDS at most, never `seconds_left`).
 CLEANUP_SECONDS = 20
 _test_deadline: float | None = None
 
@@ -74,19 +75,29 @@ def seconds_left(at_most: float) -> float:
     """A bound for one wait in a test: `at_most`, or less, so that it ends before the test's own limit."""
     if _test_deadline is None:
         return at_most
+    # at least a second: a wait given no time at all would fail without looking once
     return max(1.0, min(at_most, _test_deadline - time.monotonic() - CLEANUP_SECONDS))
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True, timeout: float = 900):
-    bound = seconds_left(timeout)
+    """`cmd` to its end, within the test's time left; on time out, it and every process it started
+    (DVC's stages, pytest's workers) are killed, and the test fails naming it."""
+    bound, named = seconds_left(timeout), " ".join(map(str, cmd))
+    process = subprocess.Popen(cmd, cwd=cwd, env=env or project_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
     try:
-        result = subprocess.run(cmd, cwd=cwd, env=env or project_env(), capture_output=True, text=True, timeout=bound)
-    except subprocess.TimeoutExpired as late:
-        said = "\n".join(o.decode(errors="replace") if isinstance(o, bytes) else o or ""
-                         for o in (late.stdout, late.stderr))
-        raise AssertionError(f"{' '.join(map(str, cmd))} did not finish in {bound:.0f} s:\n{said[-3000:]}") from None
+        stdout, stderr = process.communicate(timeout=bound)
+    except BaseException as stopped:  # out of time, or the test run stopped (pytest-timeout, Ctrl-C)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        if isinstance(stopped, subprocess.TimeoutExpired):
+            said = f"{stdout[-2000:]}\n{stderr[-2000:]}"
+            raise AssertionError(f"{named} did not finish in {bound:.0f} s:\n{said}") from None
+        raise
+    result = subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(f"{named} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
 
 

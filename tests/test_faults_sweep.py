@@ -16,6 +16,7 @@ import yaml
 
 from pipeline.training.checkpoint import HOLD_AFTER_FIRST_EPOCH_ENV
 from tests.helpers import (
+    CLEANUP_SECONDS,
     VENV_BIN,
     dvc,
     free_port,
@@ -212,7 +213,7 @@ def test_training_rides_out_a_tracking_server_restart(pipeline_run, tmp_path):
         _stop(server)
 
 
-STOP_SECONDS = 120  # MLflow's 2 retries here take seconds; within this test's time limit (pytest-timeout's)
+STOP_SECONDS = 120  # MLflow's 2 retries here take seconds; a loaded machine may add a minute
 
 
 def test_a_server_that_stays_away_stops_the_stage_and_the_next_run_resumes(pipeline_run, tmp_path):
@@ -232,10 +233,11 @@ def test_a_server_that_stays_away_stops_the_stage_and_the_next_run_resumes(pipel
         run_id = wait_for_epochs(client, process, 1).info.run_id  # and held there
         _stop(server)
         release.touch()
+        bound = seconds_left(STOP_SECONDS)
         try:
-            _, stderr = process.communicate(timeout=STOP_SECONDS)
+            _, stderr = process.communicate(timeout=bound)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"the stage went on for {STOP_SECONDS} s after its server went away")
+            pytest.fail(f"the stage went on for {bound:.0f} s after its server went away")
         assert process.returncode == 1
         last = stderr.splitlines()[-1]
         assert last.startswith(f"error: tracking server {uri} stopped answering, also after MLflow's retries")
@@ -328,6 +330,8 @@ def test_a_second_dvc_repro_in_the_same_workspace_gets_dvcs_lock_message(pipelin
         assert "Running stage" not in second.stdout
     finally:
         os.killpg(first.pid, signal.SIGINT)
-        first.communicate(timeout=seconds_left(120))
-        reap(first)
+        try:
+            first.communicate(timeout=CLEANUP_SECONDS)
+        finally:
+            reap(first)
     assert (copy / "dvc.lock").read_text() == lock_before

@@ -7,6 +7,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ def make_in_terminal(repo: Path, target: str, env: dict[str, str], answer: str |
     process = subprocess.Popen([*MAKE, target], cwd=repo, env=env, stdin=follower, stdout=follower,
                                stderr=follower, start_new_session=True)
     os.close(follower)
-    shown, answered, deadline = b"", False, time.monotonic() + timeout
+    shown, answered, deadline = b"", False, time.monotonic() + seconds_left(timeout)
     while time.monotonic() < deadline:
         ready, _, _ = select.select([leader], [], [], 1)
         if ready:
@@ -53,8 +54,8 @@ def make_in_terminal(repo: Path, target: str, env: dict[str, str], answer: str |
         if answer is not None and not answered and b"Start it? [y/N]" in shown:
             os.write(leader, answer.encode() + b"\n")
             answered = True
-    else:
-        process.kill()
+    else:  # out of time: `make` and every stage it started, so that the test fails on what was shown
+        os.killpg(process.pid, signal.SIGKILL)
     os.close(leader)
     return process.wait(timeout=30), shown.decode(errors="replace").replace("\r\n", "\n")
 

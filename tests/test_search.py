@@ -53,7 +53,7 @@ def held_from(trial: int) -> dict[str, str]:
 
 def wait_until_running(project: Path, search, count: int = 1, trial: int | None = None) -> None:
     """Until `trial` (or any `count` trials) is training in the study, while the search runs."""
-    bound = seconds_left(200)
+    bound = seconds_left(200)  # a held trial starts within seconds; this is for a loaded machine
     deadline = time.monotonic() + bound
     while not (trial in running_trials(project) if trial is not None else len(running_trials(project)) >= count):
         if search.poll() is not None:
