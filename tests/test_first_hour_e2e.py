@@ -26,16 +26,17 @@ from tests.helpers import (
     shipped_params,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # three `make repro`s on a fresh project
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # four `make repro`s on a fresh project
 
 SETTINGS = ("mnist-k3-s1", "mnist-k3-s1-l2")
 MAKE = ["make", "--no-print-directory"]
 
 
 def make_in_terminal(repo: Path, target: str, env: dict[str, str], answer: str | None = None,
-                     timeout: float = 600) -> tuple[int, str]:
+                     stop_when: bytes | None = None, timeout: float = 600) -> tuple[int, str]:
     """`make <target>` on a pseudo-terminal, as typed in one; `answer` is typed once the estimate
-    asks. Its exit status and everything it showed."""
+    asks; once `stop_when` is shown, make and all it started are killed. Its exit status and
+    everything it showed."""
     leader, follower = os.openpty()
     process = subprocess.Popen([*MAKE, target], cwd=repo, env=env, stdin=follower, stdout=follower,
                                stderr=follower, start_new_session=True)
@@ -54,6 +55,9 @@ def make_in_terminal(repo: Path, target: str, env: dict[str, str], answer: str |
         if answer is not None and not answered and b"Start it? [y/N]" in shown:
             os.write(leader, answer.encode() + b"\n")
             answered = True
+        if stop_when is not None and stop_when in shown:
+            os.killpg(process.pid, signal.SIGKILL)
+            break
     else:  # out of time: `make` and every stage it started, so that the test fails on what was shown
         os.killpg(process.pid, signal.SIGKILL)
     os.close(leader)
@@ -115,10 +119,12 @@ def test_every_make_repro_names_what_it_will_train_and_asks_before_the_full_size
     assert not re.search(r"^job@", status, re.MULTILINE)
     assert {f"train@{name}-0:" for name in SETTINGS} <= set(status.split())
 
-    code, shown = make_in_terminal(repo, "repro", {**env, "YES": "1"})
-    assert code == 0, shown[-3000:]
+    # YES=1 starts it without asking: stopped once the first training has begun its 50 epochs (the
+    # epochs themselves would only cost the suite minutes).
+    code, shown = make_in_terminal(repo, "repro", {**env, "YES": "1"}, stop_when=b"Epoch 1/50")
+    assert "Epoch 1/50" in shown, shown[-3000:]
     assert "Start it?" not in shown and sorted(estimated(shown)) == sorted(SETTINGS)
-    assert sorted(trained(shown)) == [f"{name}-0" for name in SETTINGS] and "Epoch 50/50" in shown
+    assert len(trained(shown)) == 1 and trained(shown)[0] in [f"{name}-0" for name in SETTINGS]
 
 
 def slow_timings(repo: Path) -> None:
