@@ -51,6 +51,14 @@ def pytest_collection_modifyitems(config, items):
         if "pipeline_run" in item.fixturenames and not item.get_closest_marker("timeout"):
             # whichever of them runs first on its worker also builds the fixture (a whole `dvc repro`)
             item.add_marker(pytest.mark.timeout(PIPELINE_RUN_TIMEOUT))
+    # The longest modules first: a worker takes the next module when it is free, so a long one left
+    # to the end would run alone while the other worker idles. A module's longest declared limit
+    # stands for its length; the sort is stable, so tests keep their order within a module.
+    longest: dict[str, float] = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        longest[module] = max(longest.get(module, 0), _get_item_settings(item).timeout or 0)
+    items.sort(key=lambda item: -longest[item.nodeid.split("::")[0]])
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -3,7 +3,7 @@
 
     python -m tests.walkthrough          # prints each block, its exit status, time and output tail
 
-Not part of `make test` (it runs the whole pipeline more than once: minutes). What differs from
+`make test` runs it too (tests/test_walkthrough_e2e.py). What differs from
 a user's clone: params.yaml is cut to the fixture settings (tests.helpers.tiny_params) with
 FULL_EPOCHS epochs, so that the homework's size and the quick size differ; the data comes from a
 generated fixture mirror through PIPELINE_DATA_MIRROR, and .venv is this checkout's. Blocks run
