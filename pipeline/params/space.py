@@ -50,7 +50,7 @@ class SearchEntry:
     trials: PositiveInt
     epochs: PositiveInt  # per trial
     subset: Share  # per trial: the share of the training split
-    metric: Literal["val_accuracy", "val_loss"]
+    metric: Literal[tuple(METRICS)]  # type: ignore[valid-type]  # one list of the metrics: METRICS
     space: dict[str, Dimension]
     seed: Seed = 0  # the sampler's, and every trial's training seed
     pruner: Literal["median", "none"] = "median"

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.model.datasets import IMAGE_SIDES
+
 INVERT = ("auto", "yes", "no")  # auto: a dark digit on a light background is inverted
 FRAME = ("auto", "no")  # auto: the digit framed as MNIST's, where there is ink to frame
-SIDE, BOX = 28, 20  # MNIST: the digit scaled to fit BOX x BOX, its centre of mass at (SIDE/2, SIDE/2)
+SIDE, BOX = IMAGE_SIDES["mnist"], 20  # the digit scaled to fit BOX x BOX, its centre of mass at (SIDE/2, SIDE/2)
 # Ink: above the background by this share of the image's range (a photo's paper grain stays out of
 # the crop); pixels next to it above the background (anti-aliased edges) join it.
 INK_SHARE = 0.1
