@@ -101,11 +101,13 @@ def main(argv=None) -> None:
     names = CLASS_NAMES[job.dataset]
 
     from pipeline.tracking import store as tracking
+    from pipeline.tracking.outcome import run_outcome
+    from pipeline.tracking.run_files import recorded_run
 
     tracking.connect(tracking.project_root())
     load_tensorflow()
-    run_id = tracking.recorded_run(args.run)
-    with tracking.run_outcome(run_id, ends_run=False):
+    run_id = recorded_run(args.run)
+    with run_outcome(run_id, ends_run=False):
         import keras
         import mlflow
 

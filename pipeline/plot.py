@@ -215,10 +215,12 @@ def main(argv=None) -> None:
     images = np.asarray(x_test[list(pair)])
 
     from pipeline.tracking import store as tracking
+    from pipeline.tracking.outcome import run_outcome
+    from pipeline.tracking.run_files import recorded_run
 
     tracking.connect(tracking.project_root())
-    run_id = tracking.recorded_run(args.run)
-    with tracking.run_outcome(run_id, ends_run=False):
+    run_id = recorded_run(args.run)
+    with run_outcome(run_id, ends_run=False):
         import mlflow
 
         # the evaluate stage saved the auto pair's feature maps; only another pair needs the model

@@ -36,6 +36,7 @@ from pipeline.serving import logged
 from pipeline.serving import pyfunc as serving_pyfunc
 from pipeline.tracking import store as tracking
 from pipeline.tracking.provenance import git_commit
+from pipeline.tracking.run_files import recorded_run
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def register(client, candidate: Candidate, alias: str, job: TrainJob, args, comm
     import mlflow
 
     run_file = args.runs / candidate.setting / f"seed{candidate.best_seed}.json"
-    run_id = tracking.recorded_run(run_file)
+    run_id = recorded_run(run_file)
     experiment_id = client.get_run(run_id).info.experiment_id
     tags = version_tags(candidate, job, run_id, experiment_id, commit, code)
     version = existing_version(client, candidate.registered, tags)

@@ -37,6 +37,8 @@ from pipeline.params.schema import Params, Setting, Sweep, setting_values
 from pipeline.reporting.build import build_report
 from pipeline.reporting.results import Architecture, Result, SeedResult, aggregates, mean_curve
 from pipeline.tracking import store as tracking
+from pipeline.tracking.outcome import run_outcome
+from pipeline.tracking.run_files import missing_from_store, missing_runs_error, run_id_of
 from pipeline.training.history import read_history
 
 
@@ -91,7 +93,7 @@ def seed_result(name: str, seed: int, y_test: np.ndarray, args) -> SeedResult | 
         return None
     run, train, test, history, predictions = files
     correct = np.load(predictions).argmax(axis=1) == y_test
-    return SeedResult(seed, read_json(train), read_json(test), read_history(history), correct, tracking.run_id_of(run))
+    return SeedResult(seed, read_json(train), read_json(test), read_history(history), correct, run_id_of(run))
 
 
 def load_result(name: str, seeds: tuple[int, ...], args) -> tuple[Result, TrainJob]:
@@ -198,7 +200,7 @@ def log_report(args, smoke: bool) -> None:
     experiment = tracking.experiment_id(tracking.REPORT_EXPERIMENT, tracking.project_root())
     run = mlflow.start_run(experiment_id=experiment, run_name="report",
                            tags={"kind": "report", "smoke_run": str(smoke).lower()})
-    with tracking.run_outcome(run.info.run_id):
+    with run_outcome(run.info.run_id):
         mlflow.log_artifact(str(args.out), "report")
         mlflow.log_artifact(str(args.html), "report")
         mlflow.log_artifacts(str(args.summary), "report/summary")
@@ -226,10 +228,10 @@ def main(argv=None) -> None:
     tracking.connect(root)
     client = mlflow.MlflowClient()
     loaded = {name: load_result(name, job.seeds, args) for name in job.settings}
-    missing = tracking.missing_from_store(args.runs / name / f"seed{run.seed}.json"
+    missing = missing_from_store(args.runs / name / f"seed{run.seed}.json"
                                           for name, (result, _) in loaded.items() for run in result.runs)
     if missing:  # before anything is written: the seed runs are what the report groups and tags
-        raise tracking.missing_runs_error(missing)
+        raise missing_runs_error(missing)
     results = {name: result for name, (result, _) in loaded.items()}
     report = build_report(results, job.sweeps, homework)
     summaries = aggregates(results)

@@ -132,7 +132,7 @@ def open_run(mlflow, job: TrainJob, resume: Resume, root: Path) -> str:
     even before the first epoch ends is resumed in the same run; runs of this (setting, seed) that a
     killed process left RUNNING are closed. The report later nests the run under one parent run
     per setting (tag mlflow.parentRunId)."""
-    from pipeline.tracking import store as tracking
+    from pipeline.tracking.outcome import close_abandoned
 
     if resume.run_id:
         print(f"{job.name} seed {job.seed}: resuming MLflow run {resume.run_id} after epoch {len(resume.rows)}",
@@ -144,7 +144,7 @@ def open_run(mlflow, job: TrainJob, resume: Resume, root: Path) -> str:
         run = start_run(mlflow, job, root)
     mlflow.set_tags({"host": socket.gethostname(), "pid": str(os.getpid())})
     resume.save(run.info.run_id, list(resume.rows))
-    tracking.close_abandoned(mlflow.MlflowClient(), run.info.experiment_id, job.name, job.seed, run.info.run_id)
+    close_abandoned(mlflow.MlflowClient(), run.info.experiment_id, job.name, job.seed, run.info.run_id)
     return run.info.run_id
 
 
@@ -195,6 +195,7 @@ def main(argv=None) -> None:
     job = load_job(args.job, args.seed)
 
     from pipeline.tracking import store as tracking
+    from pipeline.tracking.outcome import run_outcome, server_outage_stops
 
     root = tracking.project_root()
     uri = tracking.connect(root)
@@ -205,11 +206,11 @@ def main(argv=None) -> None:
     from pipeline.model.network import optimizer_name
 
     resume = Resume.load(backup_dir(root, job.name, job.seed), fingerprint(run_params(job), job.data_md5, uri))
-    with tracking.server_outage_stops(uri):
+    with server_outage_stops(uri):
         run_id = open_run(mlflow, job, resume, root)
     # The backup goes only once the run has ended: a kill before that reopens this run (every
     # epoch saved, none trained again) instead of starting a second one.
-    with resume.kept_only_if_interrupted(), tracking.run_outcome(run_id), tracking.server_outage_stops(uri):
+    with resume.kept_only_if_interrupted(), run_outcome(run_id), server_outage_stops(uri):
         trained = fit(job, mlflow, run_id, resume)
         model, rows, arrays = trained.model, trained.rows, trained.arrays
         mlflow.log_params({"optimizer": optimizer_name(model), "loss": model.loss, "replicas": trained.replicas,

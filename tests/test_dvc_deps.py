@@ -25,7 +25,10 @@ NOT_DEPENDENCIES = {
     "pipeline/params/file.py": "reads params.yaml strictly; its one-line messages",
     "pipeline/params/schema.py": "params.yaml's types; the values a stage reads are declared as its params (the "
                                  "report, whose tables follow its sweep and smoke-run rules, declares it)",
-    "pipeline/tracking/store.py": "where MLflow runs are logged and how they end, not what a stage computes",
+    "pipeline/tracking/store.py": "where MLflow runs are logged, not what a stage computes",
+    "pipeline/tracking/outcome.py": "how MLflow runs end (status and reason), not what a stage computes",
+    "pipeline/tracking/run_files.py": "reads the run id a train stage wrote, or stops in one line; the file itself is "
+                                      "the stage's declared dependency",
     "pipeline/tracking/provenance.py": "the data digest and git commit, as tags of MLflow runs only",
     "pipeline/tracking/artifacts.py": "what a training run logs to MLflow besides metrics (its data, its model)",
     "pipeline/training/timings.py": "records how long an epoch took, for the estimate; no output depends on it",

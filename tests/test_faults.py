@@ -96,7 +96,7 @@ def test_a_killed_trainings_run_is_closed_by_the_next_attempt_and_no_other(tmp_p
 
     from mlflow.tracking import MlflowClient
 
-    from pipeline.tracking.store import close_abandoned
+    from pipeline.tracking.outcome import close_abandoned
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.create_experiment("runs", artifact_location=str(tmp_path / "artifacts"))

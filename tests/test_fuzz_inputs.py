@@ -35,7 +35,7 @@ from pipeline.params import __main__ as params
 from pipeline.params.load import load_params, parse_params
 from pipeline.params.schema import SIZES, resolve
 from pipeline.preprocess import read_normalization, zscore_stats
-from pipeline.tracking.store import run_id_of
+from pipeline.tracking.run_files import run_id_of
 from pipeline.training.checkpoint import Resume
 from pipeline.training.history import history_row
 from pipeline.training.timings import EpochTiming, load_timings, record_timing, timings_file

@@ -18,7 +18,7 @@ from pipeline.job import load_job
 from pipeline.params import __main__ as params
 from pipeline.preprocess import read_normalization
 from pipeline.scaleout import cluster_setup, sweep
-from pipeline.tracking.store import run_id_of
+from pipeline.tracking.run_files import run_id_of
 from pipeline.training.checkpoint import Resume
 from pipeline.training.timings import EpochTiming, load_timings, record_timing, timings_file
 from tests.helpers import REPO, assert_one_line_naming, run_stage, tiny_params

@@ -128,6 +128,7 @@ def search(args) -> None:
         shared = shared_with_workers()
 
     from pipeline.tracking import store as tracking
+    from pipeline.tracking.outcome import run_outcome
 
     root = tracking.project_root()
     data = Data(root / "data" / "prepared" / dataset, dataset)
@@ -149,7 +150,7 @@ def search(args) -> None:
         side_by_side = f"; {jobs} side by side" if jobs > 1 and not args.scheduler and done < entry.trials else ""
         print(f"{name}: study {study.study_name} in {path}: {done} of {entry.trials} trials finished{resumed}"
               f"{side_by_side}", file=sys.stderr, flush=True)
-        with tracking.run_outcome(run.info.run_id):
+        with run_outcome(run.info.run_id):
             if done >= entry.trials:
                 pass  # finished: the result is written again
             elif scheduler:

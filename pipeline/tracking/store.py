@@ -1,4 +1,5 @@
-"""The project's one MLflow tracking store, and how every run in it ends.
+"""The project's one MLflow tracking store: where it is, and connecting to it (how a run ends:
+outcome.py; the run a stage's run file names: run_files.py).
 
 Store: SQLite database `mlruns/mlflow.db` plus artifacts under `mlruns/artifacts/`, both at the
 main repository root — also when a stage runs inside DVC's temporary experiment workspace
@@ -12,21 +13,13 @@ main repository root — also when a stage runs inside DVC's temporary experimen
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Annotated
 from urllib.parse import urlparse
 
-from pydantic import ConfigDict, Field
-from pydantic.dataclasses import dataclass as pydantic_dataclass
-
-from pipeline.common import cli
 from pipeline.common.errors import PipelineError, redact
-from pipeline.common.state_files import read_json
 from pipeline.tracking.relocate import relocate_store
 
 EXPERIMENTS = {"mnist": "mnist-cnn", "cifar10": "cifar10-gray-cnn"}
@@ -154,163 +147,7 @@ def connect(root: Path) -> str:
     return uri
 
 
-@pydantic_dataclass(config=ConfigDict(extra="forbid"))
-class _RunFile:
-    run_id: Annotated[str, Field(pattern=r"^\w+$")]
-    experiment: str
-
-
-def run_id_of(run_file: Path) -> str:
-    """The MLflow run a train stage wrote into its run file (evaluate, plot and report add to it)."""
-    # The run file is a DVC output of its train stage: `dvc checkout` restores it from the cache.
-    recover = f"restore it: dvc checkout {run_file} (or train again: dvc repro train@<setting>-<seed>)"
-    return read_json(run_file, _RunFile, "the run file", recover).run_id
-
-
-def train_stage_of(run_file: Path) -> str:
-    """The train stage that writes `run_file` (runs/<setting>/seed<k>.json, as dvc.yaml names it)."""
-    return f"train@{Path(run_file).parent.name}-{Path(run_file).stem.removeprefix('seed')}"
-
-
-def missing_from_store(run_files) -> list[tuple[Path, str]]:
-    """(run file, run id) of each recorded training run that the current store does not have: the
-    store was reset, or the outputs came from a teammate's store (`dvc pull`)."""
-    import mlflow
-
-    client, missing = mlflow.MlflowClient(), []
-    for run_file in run_files:
-        run_id = run_id_of(run_file)
-        try:
-            gone = client.get_run(run_id).info.lifecycle_stage == "deleted"
-        except mlflow.exceptions.MlflowException as exc:
-            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # a server that fails is no missing run
-                raise
-            gone = True
-        if gone:
-            missing.append((Path(run_file), run_id))
-    return missing
-
-
-def missing_runs_error(missing: list[tuple[Path, str]]) -> PipelineError:
-    """One line: which recorded runs the store lacks, and the two ways on."""
-    (first, run_id), others = missing[0], len(missing) - 1
-    which = f"{first}: run {run_id}" + (f" (and {others} more run file{'s' * (others > 1)})" if others else "")
-    stages = " ".join(train_stage_of(run_file) for run_file, _ in missing)
-    return PipelineError(f"{which} is not in the tracking store {redact(mlflow_uri())}: point MLFLOW_TRACKING_URI "
-                         f"at the store that has it, or train again: dvc repro --force --downstream {stages}")
-
-
 def mlflow_uri() -> str:
     import mlflow
 
     return mlflow.get_tracking_uri()
-
-
-def recorded_run(run_file: Path) -> str:
-    """The run id in a train stage's run file, for evaluate, plot and report to add to; a run that
-    the store lacks stops the stage with one line (a new run in its place would hold the stage's
-    results without the training's params, curves and model)."""
-    missing = missing_from_store([run_file])
-    if missing:
-        raise missing_runs_error(missing)
-    return run_id_of(run_file)
-
-
-def failure_of(exc: BaseException) -> tuple[str, str]:
-    """(status, reason) of a run that ended with `exc`."""
-    if isinstance(exc, KeyboardInterrupt):
-        return "KILLED", "terminated (SIGTERM)" if isinstance(exc, cli.Terminated) else "interrupted (Ctrl-C)"
-    if isinstance(exc, PipelineError):
-        return "FAILED", str(exc)
-    return "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-
-
-@contextlib.contextmanager
-def run_outcome(run_id: str, ends_run: bool = True):
-    """Record on the MLflow run `run_id` how the block ended; every stage that logs uses this.
-
-    ends_run: the stage started the run (train, report), which ends FINISHED, or KILLED / FAILED
-    with a `failure_reason` tag. Otherwise (evaluate and plot add results to a finished training
-    run) its status and end time stay as training left them, and a failure shows only as the tag.
-    Success removes a `failure_reason` left by an earlier attempt (a resumed training, say).
-    """
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    try:
-        yield
-    except TrackingUnavailable:
-        # Nothing can be recorded: the run stays RUNNING until `dvc repro` resumes it. No more
-        # retries in this process either (MLflow's exit hook would wait minutes to end the run).
-        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-        raise
-    except BaseException as exc:
-        status, reason = failure_of(exc)
-        client.set_tag(run_id, "failure_reason", reason)
-        if ends_run:
-            _end(client, run_id, status)
-        raise
-    if "failure_reason" in client.get_run(run_id).data.tags:
-        client.delete_tag(run_id, "failure_reason")
-    if ends_run:
-        _end(client, run_id, "FINISHED")
-
-
-def lost_server(exc: BaseException) -> bool:
-    """Did MLflow give up on a tracking server that stopped answering (after its own retries)?"""
-    import requests
-
-    while exc is not None:
-        if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.RetryError)):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-@contextlib.contextmanager
-def server_outage_stops(uri: str):
-    """Turn a tracking server that stopped answering into one line naming it."""
-    try:
-        yield
-    except Exception as exc:
-        if lost_server(exc):
-            raise TrackingUnavailable(
-                f"tracking server {redact(uri)} stopped answering, also after MLflow's retries (about 4 "
-                "minutes: MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR)") from None
-        raise
-
-
-def close_abandoned(client, experiment_id: str, setting: str, seed: int, keep: str | None) -> list[str]:
-    """End, as KILLED, the RUNNING runs of this (setting, seed) whose process on this machine is
-    gone (a SIGKILL, the OOM killer, a power cut): no run stays RUNNING forever. Runs started on
-    another machine are left alone: their process may be alive there."""
-    closed = []
-    runs = client.search_runs([experiment_id], filter_string=f"tags.setting = '{setting}' and tags.seed = '{seed}' "
-                              "and attributes.status = 'RUNNING'")
-    for run in runs:
-        tags = run.data.tags
-        if run.info.run_id == keep or tags.get("host") != socket.gethostname() or _alive(int(tags.get("pid", 0))):
-            continue
-        client.set_tag(run.info.run_id, "failure_reason", "its process ended without ending the run (SIGKILL, "
-                       "out of memory or power loss); closed by the next attempt")
-        client.set_terminated(run.info.run_id, "KILLED")
-        closed.append(run.info.run_id)
-    return closed
-
-
-def _alive(pid: int) -> bool:
-    """A training process with this id runs on this machine."""
-    try:
-        return pid > 0 and b"pipeline.train" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _end(client, run_id: str, status: str) -> None:
-    import mlflow
-
-    active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        mlflow.end_run(status)  # also pops it, so that MLflow's exit hook does not end it again
-    else:
-        client.set_terminated(run_id, status)

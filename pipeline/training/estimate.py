@@ -157,10 +157,11 @@ def main(argv=None) -> None:
                 if (name, seed) not in stale and (path := Path("runs") / name / f"seed{seed}.json").exists()]
     if recorded:
         from pipeline.tracking import store as tracking
+        from pipeline.tracking.run_files import missing_from_store, missing_runs_error
 
         tracking.connect(tracking.project_root())
-        if missing := tracking.missing_from_store(recorded):
-            raise tracking.missing_runs_error(missing)
+        if missing := missing_from_store(recorded):
+            raise missing_runs_error(missing)
     if not stale:
         write_json(root / PLAN_FILE, {})
         print("dvc repro: no setting needs training", file=sys.stderr)
