@@ -302,7 +302,8 @@ def store_env(directory: Path) -> dict[str, str]:
     """The environment of a fresh store of the test's own, created before training starts: the
     test polls it while training writes, and two processes creating one SQLite schema race."""
     env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{directory / 'store.db'}")
-    subprocess.run([sys.executable, "-m", "pipeline.tracking", "init"], env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pipeline.tracking", "init"], env=env, check=True, capture_output=True,
+                   timeout=seconds_left(120))
     return env
 
 
