@@ -90,7 +90,7 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: boo
     except BaseException as stopped:  # out of time, or the test run stopped (pytest-timeout, Ctrl-C)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        stdout, stderr = process.communicate()
+        stdout, stderr = process.communicate(timeout=CLEANUP_SECONDS)  # a process outside the group may hold the pipe
         if isinstance(stopped, subprocess.TimeoutExpired):
             said = f"{stdout[-2000:]}\n{stderr[-2000:]}"
             raise AssertionError(f"{named} did not finish in {bound:.0f} s:\n{said}") from None
@@ -321,8 +321,12 @@ def wait_for_epochs(client, process, epochs: int, timeout: float = 120, exclude=
 
 
 def reap(process) -> None:
-    """Never leave a training process behind to disturb the next test."""
+    """Never leave a training process behind to disturb the next test (nor, where it leads a process
+    group of its own, anything it started)."""
     if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(process.pid) == process.pid:
+                os.killpg(process.pid, signal.SIGKILL)
         process.kill()
         process.communicate()
 

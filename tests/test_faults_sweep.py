@@ -16,7 +16,6 @@ import yaml
 
 from pipeline.training.checkpoint import HOLD_AFTER_FIRST_EPOCH_ENV
 from tests.helpers import (
-    CLEANUP_SECONDS,
     VENV_BIN,
     dvc,
     free_port,
@@ -329,9 +328,9 @@ def test_a_second_dvc_repro_in_the_same_workspace_gets_dvcs_lock_message(pipelin
         assert f"is busy, it is being blocked by:\n  (PID {first.pid}): " in second.stderr, second.stderr
         assert "Running stage" not in second.stdout
     finally:
-        os.killpg(first.pid, signal.SIGINT)
+        os.killpg(first.pid, signal.SIGINT)  # a graceful stop, which may take a while on a loaded machine
         try:
-            first.communicate(timeout=CLEANUP_SECONDS)
+            first.communicate(timeout=120)
         finally:
             reap(first)
     assert (copy / "dvc.lock").read_text() == lock_before

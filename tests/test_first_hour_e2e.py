@@ -121,7 +121,7 @@ def test_every_make_repro_names_what_it_will_train_and_asks_before_the_full_size
 
     # YES=1 starts it without asking: stopped once the first training has begun its 50 epochs (the
     # epochs themselves would only cost the suite minutes).
-    code, shown = make_in_terminal(repo, "repro", {**env, "YES": "1"}, stop_when=b"Epoch 1/50")
+    _, shown = make_in_terminal(repo, "repro", {**env, "YES": "1"}, stop_when=b"Epoch 1/50")
     assert "Epoch 1/50" in shown, shown[-3000:]
     assert "Start it?" not in shown and sorted(estimated(shown)) == sorted(SETTINGS)
     assert len(trained(shown)) == 1 and trained(shown)[0] in [f"{name}-0" for name in SETTINGS]

@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import REPO, run
 
-# It runs the pipeline several times over (about 5 min on a 2-core CPU).
+# It runs the pipeline several times over: 5 min alone on a 2-core CPU, 8 beside the other tests.
 WALKTHROUGH_SECONDS = 1500
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(WALKTHROUGH_SECONDS)]
