@@ -113,8 +113,8 @@ def main() -> int:
         (clone / ".venv").symlink_to(REPO / ".venv")
         installed = REPO / ".venv" / ".installed"
         if installed.exists():  # the clone's lock file is no newer: its `make` installs nothing into the shared .venv
-            stamp = installed.stat().st_mtime
-            os.utime(clone / "requirements-lock.txt", (stamp, stamp))
+            stamp = installed.stat().st_mtime_ns  # to the nanosecond: a float may round it up, newer
+            os.utime(clone / "requirements-lock.txt", ns=(stamp, stamp))
         shipped = tiny_params()
         shipped["train"]["epochs"] = FULL_EPOCHS
         (clone / "params.yaml").write_text(yaml.safe_dump(shipped, sort_keys=False))
