@@ -201,6 +201,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_healthy(url: str, server: subprocess.Popen, what: str, timeout: float = 90, log=None) -> None:
+    """Until `url`/health answers; fails naming `what` (and the end of its `log`, a file) when the
+    server exits first or time runs out."""
+    deadline = time.monotonic() + seconds_left(timeout)
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2).close()
+            return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                said = ""
+                if log is not None:
+                    log.seek(0)
+                    said = log.read()[-2000:]
+                raise AssertionError(f"{what} did not answer {url}/health: {said}") from None
+            time.sleep(0.5)
+
+
+def stop_service(server: subprocess.Popen) -> None:
+    """SIGTERM to a server started by `tethered` and everything it started, as a user stops one."""
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+
+
 @contextlib.contextmanager
 def http_service(command: list[str], port: int, what: str, cwd: Path | None = None, timeout: float = 90,
                  env: dict[str, str] | None = None):
@@ -210,21 +235,10 @@ def http_service(command: list[str], port: int, what: str, cwd: Path | None = No
     with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a chatty server never blocks on it
         server = tethered(command, cwd=cwd, env=env or project_env(), stdout=subprocess.DEVNULL, stderr=log, text=True)
         try:
-            deadline = time.monotonic() + seconds_left(timeout)
-            while True:
-                try:
-                    urllib.request.urlopen(f"{url}/health", timeout=2).close()
-                    break
-                except OSError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        log.seek(0)
-                        raise AssertionError(f"{what} did not answer {url}/health: {log.read()[-2000:]}") from None
-                    time.sleep(0.5)
+            wait_until_healthy(url, server, what, timeout, log)
             yield url
         finally:
-            if server.poll() is None:
-                os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+            stop_service(server)
 
 
 def mlflow_server(port: int, store: Path, *options: str) -> list[str]:

@@ -19,6 +19,7 @@ from tests.helpers import (
     VENV_BIN,
     dvc,
     free_port,
+    http_service,
     job_file,
     job_without_data,
     mlflow_client,
@@ -28,10 +29,12 @@ from tests.helpers import (
     reap,
     run,
     seconds_left,
+    stop_service,
     tethered,
     tiny_params,
     train_command,
     wait_for_epochs,
+    wait_until_healthy,
 )
 
 pytestmark = pytest.mark.e2e
@@ -135,27 +138,15 @@ def test_sigkill_at_random_moments_leaves_one_finished_run_per_setting(pipeline_
     assert not leftovers and not list((copy / ".dvc" / "tmp" / "train-backup").glob("*/*"))
 
 
-def _serve(port, store, env=None, cwd=None):
-    server = tethered(mlflow_server(port, store), cwd=cwd, env=env or project_env(), stdout=subprocess.DEVNULL,
-                      stderr=subprocess.DEVNULL)
+def _serve(port, store):
+    """An MLflow server on `port` with its store in `store`, and a client of it; stop it with stop_service."""
     from mlflow.tracking import MlflowClient
 
-    deadline = time.monotonic() + seconds_left(90)
-    while time.monotonic() < deadline:
-        try:
-            import urllib.request
-
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
-            return server, MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError("mlflow server did not start")
-
-
-def _stop(server):
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    server = tethered(mlflow_server(port, store), env=project_env(), stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_healthy(url, server, "mlflow server")
+    return server, MlflowClient(tracking_uri=url)
 
 
 def _rows_saved(repo, setting: str, seed: int = 0) -> int:
@@ -198,7 +189,7 @@ def test_training_rides_out_a_tracking_server_restart(pipeline_run, tmp_path):
                                stderr=subprocess.PIPE, text=True)
     try:
         run_id = wait_for_epochs(client, process, 1).info.run_id  # and held there
-        _stop(server)
+        stop_service(server)
         release.touch()
         _wait_for_rows(repo, "mnist-k3-s1", 2, process)  # saved with the server away: logged into the gap
         server, client = _serve(port, tmp_path)
@@ -209,7 +200,7 @@ def test_training_rides_out_a_tracking_server_restart(pipeline_run, tmp_path):
             assert [m.step for m in client.get_metric_history(run_id, metric)] == [1, 2, 3, 4, 5]
     finally:
         reap(process)
-        _stop(server)
+        stop_service(server)
 
 
 STOP_SECONDS = 120  # MLflow's 2 retries here take seconds; a loaded machine may add a minute
@@ -230,7 +221,7 @@ def test_a_server_that_stays_away_stops_the_stage_and_the_next_run_resumes(pipel
                                stderr=subprocess.PIPE, text=True)
     try:
         run_id = wait_for_epochs(client, process, 1).info.run_id  # and held there
-        _stop(server)
+        stop_service(server)
         release.touch()
         bound = seconds_left(STOP_SECONDS)
         try:
@@ -250,7 +241,7 @@ def test_a_server_that_stays_away_stops_the_stage_and_the_next_run_resumes(pipel
         assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2, 3, 4]
     finally:
         reap(process)
-        _stop(server)
+        stop_service(server)
 
 
 PASSWORD = "s3cret-Pass-77"
@@ -262,20 +253,9 @@ def auth_server(tmp_path_factory):
     store = tmp_path_factory.mktemp("auth-server")
     port = free_port()
     env = project_env(MLFLOW_AUTH_ADMIN_PASSWORD=PASSWORD, MLFLOW_FLASK_SERVER_SECRET_KEY="test-only-key")
-    server = tethered(mlflow_server(port, store, "--app-name", "basic-auth"), cwd=store, env=env,
-                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import urllib.request
-
-    deadline = time.monotonic() + seconds_left(90)
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline and server.poll() is None, "the basic-auth server did not start"
-            time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}"
-    _stop(server)
+    with http_service(mlflow_server(port, store, "--app-name", "basic-auth"), port, "the basic-auth server",
+                      cwd=store, env=env) as url:
+        yield url
 
 
 @pytest.mark.parametrize("credentials,words", [

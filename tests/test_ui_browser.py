@@ -140,22 +140,29 @@ def test_make_ui_prints_its_links_once_the_server_answers_and_stops_quietly(pipe
     a server, not a failure."""
     import signal
     import subprocess
+    import threading
     import urllib.request
 
-    from tests.helpers import project_env
+    from tests.helpers import project_env, seconds_left
 
     repo, _, _ = pipeline_run
     port = free_port()
     ui = subprocess.Popen([sys.executable, "-m", "pipeline.tracking.ui", "--port", str(port)], cwd=repo,
-                          env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                          env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True)
+    bound = seconds_left(PATIENCE)
+    # reading the pipe blocks; past the bound the UI and its server are killed, which ends the read
+    overdue = threading.Timer(bound, os.killpg, (ui.pid, signal.SIGKILL))
+    overdue.start()
     try:
         for line in ui.stderr:  # the server's own log lines come first
             if line.startswith("mnist-cnn: http://"):
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).close()
                 break
         else:
-            raise AssertionError("no link printed")
+            raise AssertionError(f"no link printed before the UI ended or {bound:.0f} s passed")
     finally:
+        overdue.cancel()
         ui.send_signal(signal.SIGTERM)
         rest = ui.communicate(timeout=60)[1]
     assert ui.returncode == 0 and "error" not in rest, rest
