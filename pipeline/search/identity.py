@@ -39,7 +39,7 @@ def _locked_stages(lock: Path) -> list:
 
 def prepared_data_digest(root: Path, dataset: str) -> str:
     """The md5 DVC recorded for data/prepared/<dataset>, else one of the files a trial reads."""
-    from pipeline.search.trial import SPLITS
+    from pipeline.search.trial import SPLIT_FILES
 
     out = f"data/prepared/{dataset}"
     lock = root / "dvc.lock"
@@ -49,7 +49,7 @@ def prepared_data_digest(root: Path, dataset: str) -> str:
                 return recorded["md5"]
     digest = hashlib.md5()
     for file in sorted((root / out).glob("**/*.npy")):
-        if file.name.split("_", 1)[-1].removesuffix(".npy") in SPLITS:
+        if file.name in SPLIT_FILES:
             digest.update(str(file.relative_to(root)).encode())
             with open(file, "rb") as data:
                 for chunk in iter(lambda: data.read(1 << 20), b""):

@@ -21,6 +21,7 @@ from pipeline.params.space import SearchEntry
 from pipeline.train import build_compiled, load_split, training_subset
 
 SPLITS = ("train", "val")  # all a trial reads: never the test split
+SPLIT_FILES = tuple(f"{x}_{split}.npy" for split in SPLITS for x in "xy")  # as pipeline/preprocess.py names them
 
 # The tests that stop a search mid-trial (Ctrl-C, SIGKILL, two workers at once) set this to a trial
 # number: that trial and later ones hold after their first epoch until stopped, so that the stop
@@ -70,8 +71,7 @@ class Data:
 
     def check(self, color_too: bool) -> None:
         for directory in (self.directory, self.directory / "rgb") if color_too else (self.directory,):
-            files = [f"{x}_{split}.npy" for split in SPLITS for x in "xy"]
-            missing = [file for file in files if not (directory / file).exists()]
+            missing = [file for file in SPLIT_FILES if not (directory / file).exists()]
             if missing:
                 raise PipelineError(f"{directory}: no prepared {self.dataset} data ({missing[0]} is missing); "
                                     f"run: dvc repro preprocess@{self.dataset}")
