@@ -110,7 +110,8 @@ def open_study(name: str, entry: SearchEntry, params: Params, root: Path):
     if all(other.study_name != named for other in earlier):
         study.set_user_attr("identity", parts)
         if earlier:
-            print(why_new(name, parts, max(earlier, key=lambda other: other._study_id)), file=sys.stderr, flush=True)
+            last = max(earlier, key=lambda other: storage.get_study_id_from_name(other.study_name))
+            print(why_new(name, parts, last), file=sys.stderr, flush=True)
     study.sampler = sampler(entry, 0, study)
     return study, storage, path
 
