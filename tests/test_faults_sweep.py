@@ -145,7 +145,11 @@ def _serve(port, store):
     server = tethered(mlflow_server(port, store), env=project_env(), stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    wait_until_healthy(url, server, "mlflow server")
+    try:
+        wait_until_healthy(url, server, "mlflow server")
+    except AssertionError:
+        stop_service(server)
+        raise
     return server, MlflowClient(tracking_uri=url)
 
 

@@ -148,11 +148,11 @@ def test_make_ui_prints_its_links_once_the_server_answers_and_stops_quietly(pipe
     repo, _, _ = pipeline_run
     port = free_port()
     ui = subprocess.Popen([sys.executable, "-m", "pipeline.tracking.ui", "--port", str(port)], cwd=repo,
-                          env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True)
+                          env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     bound = seconds_left(PATIENCE)
-    # reading the pipe blocks; past the bound the UI and its server are killed, which ends the read
-    overdue = threading.Timer(bound, os.killpg, (ui.pid, signal.SIGKILL))
+    # Reading the pipe blocks: past the bound, a SIGTERM, as a user stops it, ends the read (the UI
+    # stops its server, which holds the pipe open too).
+    overdue = threading.Timer(bound, ui.send_signal, (signal.SIGTERM,))
     overdue.start()
     try:
         for line in ui.stderr:  # the server's own log lines come first
