@@ -6,12 +6,13 @@ import errno
 import os
 import stat
 import subprocess
+import sys
 
 import pytest
 
 from pipeline.common.errors import PipelineError
 from pipeline.common.outputs import atomic_dir, atomic_file, write_json
-from tests.helpers import free_port, job_without_data, project_env, seconds_left, train_command
+from tests.helpers import REPO, free_port, job_without_data, project_env, seconds_left, train_command
 
 
 def _train(tmp_path, env):
@@ -48,6 +49,42 @@ def test_unavailable_store_fails_fast_naming_the_uri(tmp_path, make_uri, problem
     assert result.returncode == 1
     assert result.stderr.startswith("error: " + problem.format(uri=uri)), result.stderr
     assert result.stderr.count("\n") == 1 and [p.name for p in out.iterdir()] == ["job.json"]
+
+
+def test_a_store_whose_creation_is_stopped_leaves_nothing_and_the_next_run_makes_it_whole(tmp_path, monkeypatch):
+    """A Ctrl-C in the first seconds of a project's first command (MLflow making its tables) must not
+    leave a store that fails every later command."""
+    import mlflow.store.db.utils
+
+    from pipeline.tracking.store import check_store
+
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+
+    def first_command():
+        check_store(uri)
+        return mlflow.MlflowClient(tracking_uri=uri).search_experiments()
+
+    def stopped(engine):  # after MLflow's first tables, before its migrations
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlflow.store.db.utils, "_upgrade_db", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        first_command()
+    monkeypatch.undo()
+    assert list((tmp_path / "mlruns").iterdir()) == []
+    assert [e.name for e in first_command()] == ["Default"]
+
+
+@pytest.mark.e2e
+def test_four_commands_making_a_new_store_at_once_all_succeed_and_leave_one(tmp_path):
+    """As DVC's queued experiments or a sweep's workers start on a fresh project: each makes MLflow's
+    tables in a file of its own; the first one whole becomes the store, the others use it."""
+    env = project_env(DVC_ROOT=str(tmp_path), PYTHONPATH=str(REPO))
+    commands = [subprocess.Popen([sys.executable, "-m", "pipeline.tracking", "init"], cwd=tmp_path, env=env,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    said = [command.communicate(timeout=seconds_left(120))[1] for command in commands]
+    assert [command.returncode for command in commands] == [0] * 4, said
+    assert [p.name for p in (tmp_path / "mlruns").iterdir()] == ["mlflow.db"]
 
 
 def test_disk_full_leaves_no_partial_file(tmp_path, monkeypatch):

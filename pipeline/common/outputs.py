@@ -49,8 +49,10 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path | str) -> Iterator[Path]:
-    """Yield a temporary file path that replaces `path` when the block succeeds."""
+def atomic_file(path: Path | str, keep_existing: bool = False) -> Iterator[Path]:
+    """Yield a temporary file path that replaces `path` when the block succeeds; with
+    `keep_existing`, that takes its place only where there is none yet (one another process made
+    meanwhile stays)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The temporary name keeps the extension: Keras and numpy pick the format from it.
@@ -60,7 +62,11 @@ def atomic_file(path: Path | str) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, _usual_mode(directory=False))
-        os.replace(tmp, path)
+        if keep_existing:
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
     except OSError as exc:
         _raise_for_disk(exc, path)
     finally:

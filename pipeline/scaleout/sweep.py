@@ -89,10 +89,10 @@ def gather(pull: bool = False) -> None:
 
 
 def stale_after_shared_inputs(params) -> tuple[list[tuple[str, int]], float, str]:
-    """The tracking store (before the workers: creating one at once races) and the shared inputs
-    (every job@ stage, which `stale_runs` runs: the workers restore them from the run cache), built
-    once here; then the (setting, seed) runs that need training, with the estimate of their time
-    (seconds, and the line that says it)."""
+    """The tracking store (checked before the workers start: one it cannot write stops the sweep
+    once, not every worker) and the shared inputs (every job@ stage, which `stale_runs` runs: the
+    workers restore them from the run cache), built once here; then the (setting, seed) runs that
+    need training, with the estimate of their time (seconds, and the line that says it)."""
     from pipeline.tracking import store as tracking
 
     tracking.connect(tracking.project_root())

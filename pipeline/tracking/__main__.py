@@ -1,6 +1,6 @@
 """The project's tracking store from the command line.
 
-    python -m pipeline.tracking init   # create the store (before parallel workers start)
+    python -m pipeline.tracking init   # check the store, and create it if new
 """
 
 from __future__ import annotations

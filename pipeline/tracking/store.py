@@ -6,7 +6,7 @@ main repository root — also when a stage runs inside DVC's temporary experimen
 (.dvc/tmp/exps/...), where DVC sets DVC_ROOT to that root. MLFLOW_TRACKING_URI, when set, wins
 (a team's tracking server, say).
 
-    python -m pipeline.tracking init   # create the store (before parallel workers start)
+    python -m pipeline.tracking init   # check the store, and create it if new
 
 `python -m pipeline.tracking.ui` (make ui) shows it.
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pipeline.common.errors import PipelineError, redact
+from pipeline.common.outputs import atomic_file
 from pipeline.tracking.relocate import relocate_store
 
 EXPERIMENTS = {"mnist": "mnist-cnn", "cifar10": "cifar10-gray-cnn"}
@@ -86,9 +87,11 @@ def check_store(uri: str) -> None:
     asks who you are, does not accept the credentials in the environment)."""
     parsed = urlparse(uri)
     if parsed.scheme == "sqlite":
-        db = Path(parsed.path)
+        db = Path(parsed.path[1:])  # as SQLAlchemy reads it: sqlite:///relative.db, sqlite:////absolute.db
         try:
             db.parent.mkdir(parents=True, exist_ok=True)
+            if not db.exists():
+                create_sqlite_store(db, uri)
             with sqlite3.connect(db, timeout=30) as connection:
                 connection.execute("BEGIN IMMEDIATE")  # takes the write lock: read-only fails here
                 connection.rollback()
@@ -109,6 +112,21 @@ def check_store(uri: str) -> None:
             given = "were refused" if user else "are not set"
             raise PipelineError(f"tracking server {redact(uri)} asks who you are and the credentials {given} "
                                 f"(HTTP {answer.status_code}): {AUTH_HINT}")
+
+
+def create_sqlite_store(db: Path, uri: str) -> None:
+    """MLflow's tables, made in a file of their own that then takes `db`'s place whole: a store half
+    made (a Ctrl-C or a kill in its first seconds) would fail every later command. Of processes
+    creating it at once, the first to finish wins and the others drop theirs."""
+    import mlflow
+    import sqlalchemy
+
+    with atomic_file(db, keep_existing=True) as fresh:
+        try:
+            mlflow.MlflowClient(tracking_uri=f"sqlite:///{fresh}").search_experiments(max_results=1)
+        except (sqlalchemy.exc.SQLAlchemyError, mlflow.exceptions.MlflowException) as exc:
+            reason = str(exc).splitlines()[0]
+            raise PipelineError(f"tracking store {redact(uri)} could not be created ({reason})") from None
 
 
 def experiment_id(name: str, root: Path) -> str:
