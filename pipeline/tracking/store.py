@@ -84,7 +84,8 @@ AUTH_HINT = "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an acc
 
 def check_store(uri: str) -> None:
     """Fail fast, before any training, when the store cannot take writes (or, for a server that
-    asks who you are, does not accept the credentials in the environment)."""
+    asks who you are, does not accept the credentials in the environment). A SQLite store not there
+    yet is made here, whole (create_sqlite_store)."""
     parsed = urlparse(uri)
     if parsed.scheme == "sqlite":
         db = Path(parsed.path[1:])  # as SQLAlchemy reads it: sqlite:///relative.db, sqlite:////absolute.db
