@@ -17,12 +17,13 @@ $(INSTALLED): $(LOCK)
 
 setup: $(INSTALLED)
 
-# Params are checked before DVC starts (DVC itself would stop at a bad key, or first delete a
+# Params (and the claims the report judges) are checked before DVC starts (DVC itself would stop at a bad key, or first delete a
 # stage's outputs); the tracking store is checked, and made if new, before any stage runs; and how
 # long the training will take is said, and asked about if over an hour (YES=1). DVC's output then
 # comes with a line per stage: k of n, and the time left (pipeline/training/progress.py).
 repro: setup
 	python -m pipeline.params check
+	python -m pipeline.claims --check
 	python -m pipeline.tracking init
 	python -m pipeline.training.estimate --confirm
 	python -m pipeline.training.progress

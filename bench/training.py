@@ -79,9 +79,10 @@ def plain_keras(job, data: Path, epochs: int) -> list[float]:
     return timed_fit(model, num_classes(job.setting.dataset), *load_arrays(data), job.train.batch_size, epochs)
 
 
-def pipeline_path(job, data: Path, work: Path) -> tuple[list[float], list[float], object]:
-    """pipeline.train.fit as the train stage calls it, logging to a store under `work`: its epoch
-    seconds, the seconds of each epoch's MLflow logging, and what it trained (train.Trained)."""
+def pipeline_path(job, data: Path, work: Path, system_metrics: bool = False) -> tuple[list[float], list[float], object]:
+    """pipeline.train.fit as the train stage calls it, logging to a store under `work` (with MLflow's
+    system metrics sampled beside it, or not): its epoch seconds, the seconds of each epoch's MLflow
+    logging, and what it trained (train.Trained)."""
     import mlflow
 
     from pipeline import train
@@ -90,7 +91,7 @@ def pipeline_path(job, data: Path, work: Path) -> tuple[list[float], list[float]
     mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
     experiment = mlflow.set_experiment("bench")
     logging = TimedLogging(mlflow)
-    with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+    with mlflow.start_run(experiment_id=experiment.experiment_id, log_system_metrics=system_metrics) as run:
         resume = Resume(work / "backup" / job.name, "bench")
         with contextlib.redirect_stdout(sys.stderr):  # Keras' epoch lines; stdout holds the table
             trained = train.fit(job, logging, run.info.run_id, resume)

@@ -24,6 +24,8 @@ from pipeline.model.datasets import CLASS_NAMES
 from pipeline.model.runtime import load_tensorflow
 from pipeline.training.feed import array_batches
 
+EVALUATE_PREFIX = "evaluate."  # its provenance tags on the training's run: what made the test numbers
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> np.ndarray:
     """Rows: true class; columns: predicted class."""
@@ -110,6 +112,10 @@ def main(argv=None) -> None:
     with run_outcome(run_id, ends_run=False):
         import keras
         import mlflow
+
+        from pipeline.provenance.record import record_provenance
+
+        record_provenance(mlflow.MlflowClient(), run_id, prefix=EVALUATE_PREFIX)
 
         model = keras.models.load_model(args.model)
         x_test = np.load(job.data / "x_test.npy", mmap_mode="r")

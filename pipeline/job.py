@@ -26,7 +26,7 @@ from pipeline.common.outputs import write_text
 from pipeline.common.state_files import read_json
 from pipeline.params.load import load_params
 from pipeline.params.schema import Cifar10ModelConfig, MnistModelConfig, Params, Setting, TrainConfig, resolve
-from pipeline.tracking.provenance import data_md5
+from pipeline.provenance.data import data_md5
 
 
 @dataclass(frozen=True)

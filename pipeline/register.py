@@ -5,8 +5,9 @@ Its winner is the setting with the highest validation accuracy, mean over its se
 set stays for the report's verdicts, not for the choice. The version is the winner's best seed
 (by validation accuracy) as a pyfunc model that takes raw images (pipeline.serving.pyfunc), with
 the alias `champion`, or `smoke` for a smoke run (fewer epochs or images than the homework's), so
-that a quick look never replaces a full-size model. Its tags say the setting, seeds, params, git
-commit, data digest, mean validation and test accuracy, and its training run.
+that a quick look never replaces a full-size model. Its tags say the setting, seeds, params, data
+digest, mean validation and test accuracy, its training run and what made it (that run's code,
+machine and library versions: pipeline/provenance/record.py), and what registered it.
 
 A rerun that picks the same run (with the same serving code) registers no new version; a new
 winner moves the alias. Writes what it registered to a JSON file (registry/champions.json).
@@ -32,10 +33,10 @@ from pipeline.model.datasets import CLASS_NAMES, IMAGE_SIDES
 from pipeline.params.load import load_params
 from pipeline.params.schema import Params, Setting
 from pipeline.preprocess import GRAY_WEIGHTS, read_normalization
+from pipeline.provenance.record import is_provenance_key, provenance_tags
 from pipeline.serving import logged
 from pipeline.serving import pyfunc as serving_pyfunc
 from pipeline.tracking import store as tracking
-from pipeline.tracking.provenance import git_commit
 from pipeline.tracking.run_files import recorded_run
 
 
@@ -50,6 +51,7 @@ def stage_params(params: Params, item: str = "") -> RegisterJob:
     return RegisterJob(params.settings, params.seeds)
 
 
+REGISTER_PREFIX = "register."  # its own provenance on a version, beside its model's training's
 COLOR = "cifar10-color-cnn"  # no experiment of its own: its runs are among cifar10-gray-cnn's
 REGISTERED = {  # the registered models, with what each is
     tracking.EXPERIMENTS["mnist"]: "MNIST digits: the best setting of params.yaml on validation accuracy",
@@ -97,15 +99,18 @@ def winners(candidates: list[Candidate]) -> dict[str, tuple[Candidate, str]]:
     return found
 
 
-def version_tags(candidate: Candidate, job: TrainJob, run_id: str, experiment_id: str, commit: str,
-                 code: str) -> dict[str, str]:
-    """What a version says about itself; `run_id` and `serving_code` identify it (same run and serving
-    code: the same version)."""
+def version_tags(candidate: Candidate, job: TrainJob, run, code: str, registered_by: dict[str, str]) -> dict[str, str]:
+    """What a version says about itself: what made its model (the training `run`'s provenance: code,
+    machine, versions) and what registered it (`registered_by`, under `register.`); `run_id` and
+    `serving_code` identify it (same run and serving code: the same version)."""
     params = {key: value for key, value in run_params(job).items() if key not in ("setting", "seed")}
+    run_id, experiment_id = run.info.run_id, run.info.experiment_id
     return {
+        **{key: value for key, value in run.data.tags.items() if is_provenance_key(key)},
+        **registered_by,
         "setting": candidate.setting, "seed": str(candidate.best_seed),
         "seeds": ",".join(str(seed) for seed in candidate.val_accuracy),
-        "params": json.dumps(params, sort_keys=True), "git_commit": commit, "data_md5": job.data_md5,
+        "params": json.dumps(params, sort_keys=True), "data_md5": job.data_md5,
         "val_accuracy_mean": f"{candidate.val_mean:.6f}", "test_accuracy_mean": f"{candidate.test_mean:.6f}",
         "smoke_run": str(candidate.smoke).lower(), "run_id": run_id,
         "run_link": f"#/experiments/{experiment_id}/runs/{run_id}", "serving_code": code,
@@ -160,15 +165,16 @@ def load_candidate(name: str, seeds: tuple[int, ...], args, aggregates: dict) ->
                      aggregates[name].test_accuracy_mean, job.train.smoke_run), job
 
 
-def register(client, candidate: Candidate, alias: str, job: TrainJob, args, commit: str,
-             code: str) -> tuple[bool, dict]:
+def register(client, candidate: Candidate, alias: str, job: TrainJob, args, code: str,
+             registered_by: dict[str, str]) -> tuple[bool, dict]:
     """The winner's version (an existing one, or a new one) under the alias: (was it new, what it is)."""
     import mlflow
 
     run_file = args.runs / candidate.setting / f"seed{candidate.best_seed}.json"
     run_id = recorded_run(run_file)
-    experiment_id = client.get_run(run_id).info.experiment_id
-    tags = version_tags(candidate, job, run_id, experiment_id, commit, code)
+    run = client.get_run(run_id)
+    experiment_id = run.info.experiment_id
+    tags = version_tags(candidate, job, run, code, registered_by)
     version = existing_version(client, candidate.registered, tags)
     created = version is None
     if created:
@@ -210,10 +216,10 @@ def main(argv=None) -> None:
     root = tracking.project_root()
     tracking.connect(root)
     client = mlflow.MlflowClient()
-    commit, code = git_commit(root), logged.serving_code()
+    code, registered_by = logged.serving_code(), provenance_tags(prefix=REGISTER_PREFIX)
     done = {}
     for name, (candidate, alias) in winners([candidate for candidate, _ in loaded]).items():
-        created, done[name] = register(client, candidate, alias, jobs[candidate.setting], args, commit, code)
+        created, done[name] = register(client, candidate, alias, jobs[candidate.setting], args, code, registered_by)
         print(f"{done[name]['uri']}: version {done[name]['version']}{' (new)' * created}, "
               f"{candidate.setting} (mean val acc {candidate.val_mean:.4f})", file=sys.stderr)
     write_json(args.out, done)

@@ -18,23 +18,23 @@ import json
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
-import yaml
-from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError
-from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from pipeline.common import cli, state_files
+from pipeline.common import cli
 from pipeline.common.errors import PipelineError
 from pipeline.common.outputs import atomic_dir, write_json, write_text
 from pipeline.job import TrainJob, load_job, run_params
 from pipeline.model import view as model_view
 from pipeline.params.load import load_params
 from pipeline.params.schema import Params, Setting, Sweep, setting_values
+from pipeline.provenance.record import record_provenance, shared_provenance
 from pipeline.reporting.build import build_report
+from pipeline.reporting.claims import judge_all, read_claims
+from pipeline.reporting.homework import read_homework
+from pipeline.reporting.records import dump, records_of
 from pipeline.reporting.results import Architecture, Result, SeedResult, aggregates, mean_curve
 from pipeline.tracking import store as tracking
 from pipeline.tracking.outcome import run_outcome
@@ -56,32 +56,6 @@ def stage_params(params: Params, item: str = "") -> ReportJob:
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-_Numbers = Annotated[list[Annotated[float, Strict()]], Field(min_length=4, max_length=4)]
-
-
-@pydantic_dataclass(config=ConfigDict(extra="forbid"))
-class _Homework:
-    source: str
-    settings: dict[str, dict[str, float | str]]  # setting -> the values the homework trained it with
-    # dataset -> sweep's key -> setting -> [train loss, train acc, val acc, test acc]
-    results: dict[str, dict[str, dict[str, _Numbers]]]
-
-
-def read_homework(path: Path) -> dict:
-    """The homework's numbers (reports/homework_results.yaml), which come with the project."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        TypeAdapter(_Homework).validate_python(raw)
-        return raw
-    except OSError as exc:
-        problem = f"cannot read the homework's numbers ({exc.strerror})"
-    except (UnicodeDecodeError, yaml.YAMLError):
-        problem = "the homework's numbers are not valid YAML"
-    except ValidationError as exc:
-        problem = f"the homework's numbers: {state_files.problem(exc)}"
-    raise PipelineError(f"{path}: {problem}; it comes with the project: git checkout -- {path}")
 
 
 def seed_result(name: str, seed: int, y_test: np.ndarray, args) -> SeedResult | None:
@@ -113,6 +87,12 @@ def load_result(name: str, seeds: tuple[int, ...], args) -> tuple[Result, TrainJ
     return result, job
 
 
+def with_provenance(result: Result, client) -> Result:
+    """The result with its runs' tags: what made each of them."""
+    runs = [replace(run, tags=client.get_run(run.run_id).data.tags) for run in result.runs]
+    return replace(result, runs=runs)
+
+
 HTML_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>HW2 report (regenerated)</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}}
@@ -142,8 +122,9 @@ def to_html(markdown: str, base: Path) -> str:
 
 
 def group_seeds(client, result: Result, job: TrainJob, metrics: dict[str, float]) -> str:
-    """The setting's parent run for these seeds of this job, with the aggregates and mean curves,
-    its seed runs nested under it (mlflow.parentRunId); its id.
+    """The setting's parent run for these seeds of this job, with the aggregates and mean curves and
+    what made its seeds (where they differ, it says so), its seed runs nested under it
+    (mlflow.parentRunId); its id.
 
     MLflow cannot rewrite a metric's history, so a parent belongs to one set of seeds: when a seed
     is added, a new parent takes the seed runs over and the old one is deleted, and the setting
@@ -157,9 +138,10 @@ def group_seeds(client, result: Result, job: TrainJob, metrics: dict[str, float]
     parent = next((run for run in parents if run.data.tags.get("seeds") == seeds), None)
     if parent is None:
         smoke = str(job.train.smoke_run).lower()
+        made_by = shared_provenance([client.get_run(run.run_id).data.tags for run in result.runs])
         parent = client.create_run(experiment, run_name=result.name, tags={
-            "setting": result.name, "kind": "parent", "job": job.digest, "seeds": seeds, "dataset": job.dataset,
-            "smoke_run": smoke, "data_md5": job.data_md5})
+            **made_by, "setting": result.name, "kind": "parent", "job": job.digest, "seeds": seeds,
+            "dataset": job.dataset, "smoke_run": smoke, "data_md5": job.data_md5})
         now = int(time.time() * 1000)
         curves = [Metric(f"mean_{column}", float(value), now, int(epoch))
                   for column in ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -201,6 +183,7 @@ def log_report(args, smoke: bool) -> None:
     run = mlflow.start_run(experiment_id=experiment, run_name="report",
                            tags={"kind": "report", "smoke_run": str(smoke).lower()})
     with run_outcome(run.info.run_id):
+        record_provenance(mlflow.MlflowClient(), run.info.run_id)
         mlflow.log_artifact(str(args.out), "report")
         mlflow.log_artifact(str(args.html), "report")
         mlflow.log_artifacts(str(args.summary), "report/summary")
@@ -213,7 +196,9 @@ def main(argv=None) -> None:
                        ("history", "per-epoch CSVs"), ("runs", "run-id files"),
                        ("views", "model views (pipeline.model.view)"), ("predictions", "test predictions"),
                        ("figures", "per-setting figures"),
-                       ("homework", "the homework's numbers (YAML)"), ("out", "Markdown report (written)"),
+                       ("homework", "the homework's numbers (YAML)"), ("claims", "the homework's claims (YAML)"),
+                       ("out", "Markdown report (written)"),
+                       ("records", "every run's record, for the claims (JSON, written)"),
                        ("html", "HTML report (written)"), ("summary", "comparison figures (written)"),
                        ("aggregates", "per-setting mean/std/n/CI JSON (written)")):
         parser.add_argument(f"--{name}", type=Path, required=True, help=what)
@@ -221,6 +206,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     job = stage_params(load_params(args.params))
     homework = read_homework(args.homework)
+    claims, claimed_settings = read_claims(args.claims, homework)
 
     import mlflow
 
@@ -232,8 +218,10 @@ def main(argv=None) -> None:
                                           for name, (result, _) in loaded.items() for run in result.runs)
     if missing:  # before anything is written: the seed runs are what the report groups and tags
         raise missing_runs_error(missing)
-    results = {name: result for name, (result, _) in loaded.items()}
-    report = build_report(results, job.sweeps, homework)
+    results = {name: with_provenance(result, client) for name, (result, _) in loaded.items()}
+    records = [record for result in results.values() for record in records_of(result)]
+    rows = judge_all(claims, claimed_settings, records, homework)
+    report = build_report(results, job.sweeps, homework, (claims, rows))
     summaries = aggregates(results)
 
     with atomic_dir(args.summary) as tmp:
@@ -242,6 +230,7 @@ def main(argv=None) -> None:
     write_text(args.out, report.markdown)
     write_text(args.html, to_html(report.markdown, args.out.parent))
     write_json(args.aggregates, summaries)
+    write_text(args.records, dump(records))
     for name, (result, setting_job) in loaded.items():
         parent = group_seeds(client, result, setting_job, summaries[name])
         if Path.cwd().resolve() == root:  # not a DVC experiment in a temporary workspace

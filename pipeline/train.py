@@ -24,10 +24,9 @@ from pipeline.job import TrainJob, load_job, run_params
 from pipeline.model.datasets import num_classes
 from pipeline.model.runtime import load_tensorflow
 from pipeline.tracking.artifacts import log_data_inputs, log_model
-from pipeline.tracking.provenance import git_commit
 from pipeline.training.checkpoint import Resume, backup_dir, epoch_checkpoint, fingerprint
 from pipeline.training.history import final_metrics, first_non_finite, history_csv, seconds_per_epoch
-from pipeline.training.timings import EpochTiming, record_timing, this_machine
+from pipeline.training.timings import EpochTiming, load_timings, machine_kind, record_timing, scaled_epoch_seconds
 
 
 def training_images(count: int, share: float) -> int:
@@ -125,31 +124,46 @@ def fit(job: TrainJob, mlflow, run_id: str, resume: Resume) -> Trained:
     return Trained(model, checkpoint.rows, (x_train, y_train, x_val, y_val), strategy.num_replicas_in_sync, precision)
 
 
+def expected_seconds(job: TrainJob, root: Path) -> float | None:
+    """How long this job's epochs should take, from its setting's last training on this machine
+    (None where there was none): how often its system metrics are sampled."""
+    timing = load_timings(root).get(job.name)
+    if not timing or not timing.applies_to(machine_kind(), job.train):
+        return None
+    train_total, val_images = (len(np.load(job.data / f"y_{split}.npy", mmap_mode="r")) for split in ("train", "val"))
+    return job.train.epochs * scaled_epoch_seconds(timing, training_images(train_total, job.train.subset), val_images)
+
+
 def open_run(mlflow, job: TrainJob, resume: Resume, root: Path) -> str:
     """The run of this job: the interrupted one it resumes, with the steps it has in MLflow (the
     epochs saved but never logged are logged once Keras has restored: epoch_checkpoint), or a new
-    one with its params and provenance tags. Either way its id is saved at once, so that a SIGKILL
-    even before the first epoch ends is resumed in the same run; runs of this (setting, seed) that a
-    killed process left RUNNING are closed. The report later nests the run under one parent run
-    per setting (tag mlflow.parentRunId)."""
+    one with its params. Either way it gets this process's provenance (what made it: code, machine,
+    versions) and system metrics, and its id is saved at once, so that a SIGKILL even before the
+    first epoch ends is resumed in the same run; runs of this (setting, seed) that a killed process
+    left RUNNING are closed. The report later nests the run under one parent run per setting (tag
+    mlflow.parentRunId)."""
+    from pipeline.provenance.record import record_provenance
     from pipeline.tracking.outcome import close_abandoned
+    from pipeline.tracking.system_metrics import sample_every, sampling_seconds
 
+    sample_every(sampling_seconds(expected_seconds(job, root), job.train.smoke_run))
     if resume.run_id:
         print(f"{job.name} seed {job.seed}: resuming MLflow run {resume.run_id} after epoch {len(resume.rows)}",
               file=sys.stderr)
-        run = mlflow.start_run(run_id=resume.run_id)
+        run = mlflow.start_run(run_id=resume.run_id, log_system_metrics=True)
         history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
         resume.logged_steps = frozenset(metric.step for metric in history)
     else:
         run = start_run(mlflow, job, root)
     mlflow.set_tags({"host": socket.gethostname(), "pid": str(os.getpid())})
+    record_provenance(mlflow.MlflowClient(), run.info.run_id)
     resume.save(run.info.run_id, list(resume.rows))
     close_abandoned(mlflow.MlflowClient(), run.info.experiment_id, job.name, job.seed, run.info.run_id)
     return run.info.run_id
 
 
 def start_run(mlflow, job: TrainJob, root: Path):
-    """A new run of this job, with its params and provenance tags."""
+    """A new run of this job, with its params and what identifies it."""
     from pipeline.tracking import store as tracking
 
     tags = {
@@ -158,8 +172,6 @@ def start_run(mlflow, job: TrainJob, root: Path):
         "kind": "seed",
         "job": job.digest,
         "dataset": job.dataset,
-        "git_commit": git_commit(root),
-        "dvc_stage": f"train@{job.name}-{job.seed}",
         "data_md5": job.data_md5,
         "smoke_run": str(job.train.smoke_run).lower(),
     }
@@ -178,7 +190,7 @@ def start_run(mlflow, job: TrainJob, root: Path):
             tags["mlflow.parentRunId"] = parents[0].info.run_id
     if os.environ.get(tracking.SWEEP_TAG_ENV):
         tags["sweep"] = os.environ[tracking.SWEEP_TAG_ENV]
-    run = mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags)
+    run = mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags, log_system_metrics=True)
     mlflow.log_params(run_params(job))
     return run
 
@@ -230,7 +242,7 @@ def main(argv=None) -> None:
         write_json(args.run, {"run_id": run_id, "experiment": tracking.EXPERIMENTS[job.dataset]})
     resume.clear()
     epoch_seconds = [row["seconds"] for row in rows]
-    record_timing(root, job.name, EpochTiming(this_machine(), job.train.batch_size, len(arrays[1]), len(arrays[3]),
+    record_timing(root, job.name, EpochTiming(machine_kind(), job.train.batch_size, len(arrays[1]), len(arrays[3]),
                                               statistics.median(epoch_seconds[1:] or epoch_seconds),
                                               job.train.precision))
     print(f"{job.name} seed {job.seed}: val_accuracy {metrics['val_accuracy']:.4f} after {metrics['epochs']} epochs "

@@ -26,7 +26,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 # What a user's checkout holds; data, caches and the tracking store are not copied.
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "pipeline", "reports/homework_results.yaml", ".gitignore", ".dvc/config",
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "pipeline", "reports/homework_results.yaml", "reports/claims.yaml",
+                 ".gitignore", ".dvc/config",
                  ".dvc/.gitignore", ".dvcignore", "mlruns/.gitkeep")
 
 

@@ -231,3 +231,16 @@ def test_the_command_check_catches_what_it_is_for(tmp_path):
         "README.md: JOBS= (make repro): neither the Makefile nor the code reads it",
         "README.md: python -m bench.feed --rounds: not a flag of it",
         "params.yaml: python -m pipeline.report --html: not a flag of it"]
+
+
+def test_the_claims_table_of_the_results_is_the_commands_output(capsys, monkeypatch):
+    """docs/results.md's table of the homework's claims, as `python -m pipeline.claims` prints it on the
+    kept runs: a doc and the report cannot disagree."""
+    from pipeline import claims
+
+    monkeypatch.chdir(REPO)
+    claims.main([])
+    printed = capsys.readouterr().out
+    text = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- claims: python -m pipeline.claims -->\n(.*?)<!-- /claims -->", text, re.DOTALL)
+    assert block and block.group(1) == printed

@@ -29,7 +29,11 @@ NOT_DEPENDENCIES = {
     "pipeline/tracking/outcome.py": "how MLflow runs end (status and reason), not what a stage computes",
     "pipeline/tracking/run_files.py": "reads the run id a train stage wrote, or stops in one line; the file itself is "
                                       "the stage's declared dependency",
-    "pipeline/tracking/provenance.py": "the data digest and git commit, as tags of MLflow runs only",
+    "pipeline/provenance/data.py": "the prepared data's digest, which job files record (the job stage declares it)",
+    "pipeline/provenance/record.py": "what made a run (code, machine, versions), as tags of its MLflow run only",
+    "pipeline/provenance/code.py": "the commit and uncommitted edit a run's tags name",
+    "pipeline/provenance/machine.py": "the machine and library versions a run's tags name",
+    "pipeline/tracking/system_metrics.py": "how often MLflow samples the machine's use during a run",
     "pipeline/tracking/artifacts.py": "what a training run logs to MLflow besides metrics (its data, its model)",
     "pipeline/training/timings.py": "records how long an epoch took, for the estimate; no output depends on it",
 }

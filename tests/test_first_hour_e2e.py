@@ -132,11 +132,11 @@ def slow_timings(repo: Path) -> None:
     from pipeline.params.load import load_params
     from pipeline.train import training_images
     from pipeline.training.estimate import split_sizes
-    from pipeline.training.timings import EpochTiming, record_timing, this_machine
+    from pipeline.training.timings import EpochTiming, machine_kind, record_timing
 
     params = load_params(repo / "params.yaml")
     train_total, val_images = split_sizes(repo, "mnist", params.preprocess.val_fraction)
     for name in SETTINGS:
-        record_timing(repo, name, EpochTiming(this_machine(), params.train.batch_size,
+        record_timing(repo, name, EpochTiming(machine_kind(), params.train.batch_size,
                                               training_images(train_total, 1.0), val_images, 100.0,
                                               params.train.precision))

@@ -23,6 +23,8 @@ from pipeline.training.checkpoint import Resume
 from pipeline.training.timings import EpochTiming, load_timings, record_timing, timings_file
 from tests.helpers import REPO, assert_one_line_naming, run_stage, tiny_params
 
+CLAIMS = REPO / "reports" / "claims.yaml"
+
 
 @pytest.fixture
 def params_file(tmp_path) -> Path:
@@ -143,11 +145,24 @@ def test_a_missing_file_is_still_a_traceback_where_no_program_is_missing(tmp_pat
 
 def test_report_without_the_homeworks_numbers_is_one_line(tmp_path, params_file):
     paths = [arg for name in ("jobs", "metrics", "history", "runs", "views", "predictions", "figures", "out", "html",
-                              "summary", "aggregates") for arg in (f"--{name}", str(tmp_path / name))]
+                              "summary", "aggregates", "records") for arg in (f"--{name}", str(tmp_path / name))]
     missing = tmp_path / "homework.yaml"
-    status, stderr = run_stage(report.main, [*paths, "--homework", str(missing), "--params", str(params_file)])
+    status, stderr = run_stage(report.main, [*paths, "--homework", str(missing), "--claims", str(CLAIMS),
+                                             "--params", str(params_file)])
     assert_one_line_naming(missing, status, stderr)
     assert "No such file or directory" in stderr and f"git checkout -- {missing}" in stderr
+
+
+def test_report_with_a_claim_naming_no_setting_is_one_line_before_any_output(tmp_path, params_file):
+    paths = [arg for name in ("jobs", "metrics", "history", "runs", "views", "predictions", "figures", "out", "html",
+                              "summary", "aggregates", "records") for arg in (f"--{name}", str(tmp_path / name))]
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(CLAIMS.read_text().replace("reference: mnist-k5-s1", "reference: mnist-k5-s9"))
+    status, stderr = run_stage(report.main, [*paths, "--homework", str(REPO / "reports" / "homework_results.yaml"),
+                                             "--claims", str(claims), "--params", str(params_file)])
+    assert_one_line_naming(claims, status, stderr)
+    assert "claims.mnist-strides.reference: no setting 'mnist-k5-s9'" in stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("dataset,content", [("mnist", None), ("cifar10", None), ("mnist", b"not an npz"),

@@ -77,7 +77,8 @@ def test_report_has_a_section_per_sweep_names_the_best_and_the_test_used():
     assert "Verdicts: McNemar's exact test" in text and "another seed may change the verdict" in text
     assert report.smoke and "> **Smoke run: 2 epochs on 10% of the training split" in text
     assert sorted(report.figures) == ["kernels-test", "kernels-val", "l2-test", "l2-val", "l2-weights"]
-    assert "| `k5` | 0 | `run-0` | `md5` | 2 | mixed_bfloat16 |" in text
+    assert "| `k5` | 0 | `run-0` | `md5` | 2 | mixed_bfloat16 | not recorded | not recorded | not recorded |" in text
+    assert 'Runs trained before the pipeline tagged what made them show "not recorded".' in text
     assert "| conv2d_1 (Conv2D) | (None, 28, 28, 32) | 320 |" in text
     assert "Settings in no sweep" not in text
 

@@ -11,7 +11,8 @@ import yaml
 
 from pipeline.reporting.figure_names import FIGURES
 from pipeline.reporting.stats import mcnemar
-from tests.helpers import dvc, mlflow_client, runs_by_setting, seed_path, tiny_params
+from tests.helpers import VENV_BIN, dvc, mlflow_client, runs_by_setting, seed_path, tiny_params
+from tests.helpers import run as run_command
 
 pytestmark = pytest.mark.e2e
 
@@ -173,3 +174,26 @@ def test_each_setting_is_one_parent_run_with_its_seeds_nested(pipeline_run):
         assert parent.data.metrics["test_accuracy_n"] == 1
         assert parent.data.metrics["test_accuracy_mean"] == child.data.metrics["test_accuracy"]
         assert [m.step for m in client.get_metric_history(parent.info.run_id, "mean_val_accuracy")] == [1, 2]
+
+
+def test_the_claims_section_judges_what_was_trained_and_says_what_was_not(pipeline_run):
+    """The fixture trains four settings: the MNIST L2 claim and the gray-color one are judged (a smoke
+    run, said so), every other says which settings it misses; its records give the same table through
+    `python -m pipeline.claims`."""
+    repo, env, _ = pipeline_run
+    markdown = (repo / "reports" / "report.md").read_text()
+    section = markdown.split("## The homework's claims")[1].split("## Provenance")[0]
+    assert "> **Smoke run: the verdicts below are not yet meaningful**" in section
+    rows = [line for line in section.splitlines() if line.startswith("| mnist-") or line.startswith("| cifar10-")]
+    judged = [row for row in rows if "not run" not in row]
+    assert [row.split(" | ")[0] for row in judged] == ["| mnist-l2", "| mnist-l2", "| cifar10-gray"]
+    assert all("smoke run: not yet meaningful" in row for row in judged)
+    # one seed each: train metrics have no test; test accuracy has McNemar's on the seed's predictions
+    assert ["none: one seed each" in row for row in judged] == [True, True, False]
+    assert "McNemar, seed 0, p = " in judged[2]
+    assert "| `mnist-k5-s3` vs `mnist-k5-s1` | test_accuracy | lower |" in section
+    assert "not run (no results for mnist-k5-s1, mnist-k5-s3)" in section
+    records = json.loads((repo / "reports" / "runs.json").read_text())
+    assert sorted(record["setting"] for record in records) == sorted(SETTINGS)
+    printed = run_command([str(VENV_BIN / "python"), "-m", "pipeline.claims", "reports/runs.json"], repo, env=env)
+    assert printed.stdout.strip() in section

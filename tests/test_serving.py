@@ -185,10 +185,13 @@ def registry(tiny_model, tmp_path_factory, request):
     return client, jobs, args
 
 
+REGISTERED_BY = {"register.git_commit": "abc"}  # the register stage's own provenance tags (a few)
+
+
 def champion_a(registry) -> None:
     """Setting a as mnist-cnn's champion (a new version, or the one that holds it)."""
     client, jobs, args = registry
-    register.register(client, candidate("a", 0.9, 0.8), "champion", jobs["a"], args, "abc", "code1")
+    register.register(client, candidate("a", 0.9, 0.8), "champion", jobs["a"], args, "code1", REGISTERED_BY)
 
 
 def test_a_new_winner_moves_the_alias_and_a_rerun_makes_no_new_version(registry, capfd, recwarn):
@@ -200,7 +203,7 @@ def test_a_new_winner_moves_the_alias_and_a_rerun_makes_no_new_version(registry,
     def run(setting, alias="champion"):
         created, entry = register.register(client, candidate(setting, 0.9, 0.8, smoke=alias == "smoke",
                                                              registered=name), alias,
-                                           jobs[setting], args, "abc", "code1")
+                                           jobs[setting], args, "code1", REGISTERED_BY)
         return created, entry["version"]
 
     def champion():
@@ -222,7 +225,7 @@ def test_a_new_winner_moves_the_alias_and_a_rerun_makes_no_new_version(registry,
     # the training run's logged models stay its Keras model alone (none here): the served one is apart
     assert not client.search_logged_models([client.get_run(run_id).info.experiment_id],
                                            filter_string=f"source_run_id = '{run_id}'")
-    assert {"git_commit", "data_md5", "params", "seeds", "test_accuracy_mean"} <= set(version.tags)
+    assert {"register.git_commit", "data_md5", "params", "seeds", "test_accuracy_mean"} <= set(version.tags)
     assert len(client.search_model_versions(f"name = '{name}'")) == 2
 
 
@@ -313,7 +316,7 @@ def test_predict_reads_the_store_of_a_project_that_moved(registry, tiny_model, t
         run_file = {"run_id": run.info.run_id, "experiment": "mnist-cnn"}
         (old / "runs" / "a" / "seed0.json").write_text(json.dumps(run_file))
         register.register(client, candidate("a", 0.9, 0.8), "champion", jobs["a"],
-                          Namespace(runs=old / "runs", models=old / "models"), "abc", "code1")
+                          Namespace(runs=old / "runs", models=old / "models"), "code1", REGISTERED_BY)
         old.rename(new)
         monkeypatch.setenv("DVC_ROOT", str(new))
         monkeypatch.delenv("MLFLOW_TRACKING_URI")  # set_tracking_uri sets it: a new process has none

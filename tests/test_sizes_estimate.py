@@ -12,9 +12,9 @@ from pipeline.params.file import with_values
 from pipeline.params.load import load_params, parse_params
 from pipeline.params.schema import SIZES
 from pipeline.params.size import set_size
-from pipeline.training.estimate import scaled_epoch_seconds, summary
+from pipeline.training.estimate import summary
 from pipeline.training.progress import OTHER_STAGE_SECONDS, TENSORFLOW_STAGE_SECONDS
-from pipeline.training.timings import EpochTiming, duration
+from pipeline.training.timings import EpochTiming, duration, scaled_epoch_seconds
 from tests.helpers import shipped_params, shipped_params_text
 
 
@@ -123,7 +123,7 @@ def test_the_summary_names_the_epochs_and_share_settings_set_themselves(tmp_path
 
 def test_the_estimate_uses_a_settings_own_values_and_a_timing_only_where_it_applies(tmp_path):
     from pipeline.training.estimate import estimate
-    from pipeline.training.timings import record_timing, this_machine
+    from pipeline.training.timings import machine_kind, record_timing
 
     values = shipped_params()
     values["settings"]["mnist-k5-s1"].update(epochs=4, batch_size=64)
@@ -131,13 +131,13 @@ def test_the_estimate_uses_a_settings_own_values_and_a_timing_only_where_it_appl
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
     params = load_params(tmp_path / "params.yaml")
     # 54000 + 6000 images at 64 per step, 10 s per epoch; the setting trains 4 epochs
-    record_timing(tmp_path, "mnist-k5-s1", EpochTiming(this_machine(), 64, 54000, 6000, 10.0, params.train.precision))
+    record_timing(tmp_path, "mnist-k5-s1", EpochTiming(machine_kind(), 64, 54000, 6000, 10.0, params.train.precision))
     [(name, seconds, source)] = estimate(params, tmp_path, [("mnist-k5-s1", 0)])
     assert (name, seconds) == ("mnist-k5-s1", 40.0) and "its last training here" in source
 
-    timing = EpochTiming(this_machine(), 64, 54000, 6000, 10.0, "float32")
+    timing = EpochTiming(machine_kind(), 64, 54000, 6000, 10.0, "float32")
     other = dataclasses.replace(params.train, batch_size=64, precision="mixed_bfloat16")
-    assert timing.applies_to(this_machine(), dataclasses.replace(other, precision="float32"))
-    assert not timing.applies_to(this_machine(), other)  # measured in another precision
+    assert timing.applies_to(machine_kind(), dataclasses.replace(other, precision="float32"))
+    assert not timing.applies_to(machine_kind(), other)  # measured in another precision
     assert not timing.applies_to("elsewhere", dataclasses.replace(other, precision="float32"))
-    assert not dataclasses.replace(timing, precision="").applies_to(this_machine(), params.train)  # an old record
+    assert not dataclasses.replace(timing, precision="").applies_to(machine_kind(), params.train)  # an old record

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from matplotlib.figure import Figure
 
 from pipeline.params.schema import REPORT_EPOCHS, Sweep, is_smoke_run
+from pipeline.reporting.claims import CLAIMS_METHOD, Claims, Row, claims_table
 from pipeline.reporting.figure_names import FIGURES
 from pipeline.reporting.figures import l2_histograms_figure, test_accuracy_figure, val_curves_figure
 from pipeline.reporting.results import Result, mean_curve
@@ -21,6 +22,7 @@ from pipeline.reporting.tables import (
     epochs_text,
     key_name,
     method_note,
+    provenance_table,
     sweep_label,
     sweep_table,
     sweep_title,
@@ -94,6 +96,18 @@ def _dataset_section(dataset: str, results: list[Result], sweeps: dict[str, Swee
     return lines
 
 
+def _claims_section(claims: Claims, rows: list[Row], smoke: bool) -> list[str]:
+    judged = sum(row.verdict != "not run" for row in rows)
+    lines = ["", "## The homework's claims", "",
+             f"Each of the homework's conclusions ({claims.source}; reports/claims.yaml) as checks of one metric "
+             f"of a setting against a reference, judged on these runs: {judged} of {len(rows)} checks have "
+             "their settings here. " + CLAIMS_METHOD]
+    if smoke:
+        lines += ["", "> **Smoke run: the verdicts below are not yet meaningful** (fewer epochs or images than the "
+                  "homework's); they show that the checks run."]
+    return lines + ["", claims_table(claims, rows)]
+
+
 def _size_line(results: list[Result]) -> tuple[str, bool]:
     """How long the settings trained, and whether that is a smoke run (any of them)."""
     sizes = sorted({(r.epochs, r.subset) for r in results})
@@ -101,8 +115,10 @@ def _size_line(results: list[Result]) -> tuple[str, bool]:
     return words, any(is_smoke_run(e, s) for e, s in sizes)
 
 
-def build_report(results: dict[str, Result], sweeps: dict[str, Sweep], homework: dict) -> Report:
-    """The whole report; `sweeps`: params.yaml's; `homework`: reports/homework_results.yaml as loaded."""
+def build_report(results: dict[str, Result], sweeps: dict[str, Sweep], homework: dict,
+                 claims: tuple[Claims, list[Row]] | None = None) -> Report:
+    """The whole report; `sweeps`: params.yaml's; `homework`: reports/homework_results.yaml as loaded;
+    `claims`: the homework's claims and their rows as judged on these results."""
     figures: dict[str, Figure] = {}
     size, smoke = _size_line(list(results.values()))
     seeds = sorted({len(r.runs) + len(r.missing) for r in results.values()})
@@ -125,8 +141,7 @@ def build_report(results: dict[str, Result], sweeps: dict[str, Sweep], homework:
         if in_dataset:
             lines += _dataset_section(dataset, in_dataset, sweeps, {"results": homework["results"][dataset],
                                                                     "settings": homework["settings"]}, figures)
-    lines += ["", "## Provenance", "", "| setting | seed | MLflow run id | prepared data md5 | epochs | precision |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| `{r.name}` | {run.seed} | `{run.run_id}` | `{r.data_md5}` | {run.train['epochs']} | "
-              f"{run.train.get('precision', 'float32')} |" for r in results.values() for run in r.runs]
+    if claims is not None:
+        lines += _claims_section(*claims, smoke)
+    lines += ["", "## Provenance", "", provenance_table(list(results.values()))]
     return Report("\n".join(lines) + "\n", figures, smoke)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.params.schema import Setting
+from pipeline.reporting.confounds import RunProvenance, differences
 from pipeline.reporting.stats import Aggregate, Comparison, aggregate, mcnemar, welch
 
 COLUMNS = (("train_loss", "Train loss"), ("train_accuracy", "Train acc"), ("val_accuracy", "Val acc"),
@@ -32,6 +33,11 @@ class SeedResult:
     history: dict[str, np.ndarray]
     correct: np.ndarray  # per test image: did the model get it right
     run_id: str
+    tags: dict[str, str] = field(default_factory=dict)  # the run's MLflow tags
+
+    @property
+    def provenance(self) -> RunProvenance:
+        return RunProvenance.of(self.tags, self.train.get("precision"))
 
     def value(self, column: str) -> float:
         return self.test[column] if column.startswith("test_") else self.train[column]
@@ -71,6 +77,15 @@ def compare(result: Result, reference: Result) -> Comparison | None:
         return welch([r.value("test_accuracy") for r in result.runs],
                      [r.value("test_accuracy") for r in reference.runs])
     return mcnemar(result.runs[0].correct, reference.runs[0].correct)
+
+
+def confounds(*results: Result) -> list[str]:
+    """What differs between the runs of these settings besides the settings themselves."""
+    groups: dict[tuple, list] = {}
+    for result in results:  # the runs that should share their prepared data: a color setting's are its own
+        groups.setdefault((result.setting.dataset, result.setting.color), []).extend(
+            run.provenance for run in result.runs)
+    return differences([run.provenance for result in results for run in result.runs], list(groups.values()))
 
 
 def mean_curve(result: Result, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,7 +70,9 @@ def welch(accuracies, reference) -> Comparison:
     difference = float(a.mean() - b.mean())
     if a.std() == 0 and b.std() == 0:  # identical reruns: nothing to test against
         return Comparison(difference, difference, difference, 1.0 if difference == 0 else 0.0)
-    result = stats.ttest_ind(a, b, equal_var=False)
+    with warnings.catch_warnings():  # a setting whose seeds agree exactly: scipy warns of lost precision, rightly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_ind(a, b, equal_var=False)
     interval = result.confidence_interval(0.95)
     return Comparison(difference, float(interval.low), float(interval.high), float(result.pvalue))
 
@@ -86,3 +89,38 @@ def mcnemar(correct, reference_correct) -> Comparison:
     # Wald interval of a difference of paired proportions
     half = 1.96 * math.sqrt(max(discordant - (only_this - only_reference) ** 2 / n, 0.0)) / n
     return Comparison(difference, difference - half, difference + half, p_value)
+
+
+def student(values, reference) -> Comparison:
+    """Student's t-test with the two settings' seeds pooled into one spread: where one setting has a
+    single seed (its spread unmeasured, taken as the other's) and the other two or more."""
+    a, b = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
+    difference = float(a.mean() - b.mean())
+    freedom = len(a) + len(b) - 2
+    pooled = (np.sum((a - a.mean()) ** 2) + np.sum((b - b.mean()) ** 2)) / freedom
+    error = math.sqrt(pooled * (1 / len(a) + 1 / len(b)))
+    if error == 0:  # identical reruns: nothing to test against
+        return Comparison(difference, difference, difference, 1.0 if difference == 0 else 0.0)
+    half = float(stats.t.ppf(0.975, freedom)) * error
+    p_value = float(2 * stats.t.sf(abs(difference) / error, freedom))
+    return Comparison(difference, difference - half, difference + half, p_value)
+
+
+POWER = 0.8  # the chance a study of the seeds needed has of detecting the difference, if it is there
+
+
+def seeds_needed(difference: float, spread: float, most: int = 1000) -> float:
+    """The fewest seeds per setting (two or more) with which Welch's test detects `difference` with
+    POWER at ALPHA, when the seeds of each setting spread by `spread` (a standard deviation): the
+    power of statsmodels' two-sample t-test, counted up (its solver fails where two seeds already
+    do); inf past `most`."""
+    from statsmodels.stats.power import TTestIndPower
+
+    if difference == 0:
+        return math.inf
+    if spread == 0:
+        return 2  # no seed noise: two seeds each show the difference
+    effect, analysis = abs(difference) / spread, TTestIndPower()
+    return next((seeds for seeds in range(2, most + 1)
+                 if analysis.power(effect, nobs1=seeds, alpha=ALPHA, ratio=1.0, alternative="two-sided") >= POWER),
+                math.inf)

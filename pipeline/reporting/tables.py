@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pipeline.model.datasets import num_classes
 from pipeline.params.schema import is_smoke_run
-from pipeline.reporting.results import COLUMNS, Architecture, Result, compare
+from pipeline.provenance.record import NOT_RECORDED
+from pipeline.reporting.confounds import code_cell
+from pipeline.reporting.results import COLUMNS, Architecture, Result, compare, confounds
 from pipeline.reporting.stats import Aggregate, Comparison
 
 # A swept key in words, as a table's first column is headed and its rows are labelled.
@@ -81,11 +83,18 @@ def sweep_table(vary: str, results: list[Result], homework: dict[str, list[float
             verdict = f"{comparison.verdict} (smoke run: not yet meaningful)"
         else:
             verdict = comparison.verdict
+        verdict += also_differs(result, *([] if result is reference else [reference]))
         missing = f" (seeds {', '.join(map(str, result.missing))} missing)" if result.missing else ""
         name = f"`{result.name}`{missing}"
         cells = [sweep_label(vary, result.values), *ours, *theirs, _difference(comparison), verdict, name]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def also_differs(*results: Result) -> str:
+    """What else the runs behind a verdict differ in (precision, code, data, machine), said beside it."""
+    notes = confounds(*results)
+    return f" (runs also differ: {'; '.join(notes)})" if notes else ""
 
 
 def method_note(results: list[Result]) -> str:
@@ -136,4 +145,18 @@ def confused_pairs_table(results: list[Result]) -> str:
         pairs = result.runs[0].test["most_confused"][:3]
         lines.append(f"| `{result.name}` | " + ", ".join("{} ↔ {}: {}".format(*p["classes"], p["count"])
                                                          for p in pairs) + " |")
+    return "\n".join(lines)
+
+
+def provenance_table(results: list[Result]) -> str:
+    """Every run with what made it: run id, data, length, precision, code, machine, libraries."""
+    lines = ["| setting | seed | MLflow run id | prepared data md5 | epochs | precision | code | machine | libraries |",
+             "|" + "---|" * 9]
+    for r in results:
+        for run in r.runs:
+            made = run.provenance
+            lines.append(f"| `{r.name}` | {run.seed} | `{run.run_id}` | `{r.data_md5}` | {run.train['epochs']} | "
+                         f"{made.precision} | {code_cell(made)} | {made.machine} | {made.versions} |")
+    if any(not run.provenance.recorded for r in results for run in r.runs):
+        lines += ["", f"Runs trained before the pipeline tagged what made them show \"{NOT_RECORDED}\"."]
     return "\n".join(lines)

@@ -46,6 +46,7 @@ from pipeline.params.load import load_search
 from pipeline.params.schema import resolved
 from pipeline.params.size import size_words
 from pipeline.params.space import SearchEntry, result_names
+from pipeline.provenance.record import record_provenance
 from pipeline.scaleout.cluster_setup import scheduler_address, task_resources
 from pipeline.search.result import write_result
 from pipeline.search.storage import counted, only_process, open_study, recover, run_exists, storage_path
@@ -109,6 +110,7 @@ def study_run(mlflow, study, entry: SearchEntry, name: str, experiment: str):
                            "space": json.dumps({k: asdict(v) for k, v in entry.space.items()}, default=list)})
         study.set_user_attr("mlflow_run", run.info.run_id)
     mlflow.set_tag("trials", str(entry.trials))
+    record_provenance(client, run.info.run_id)
     return run
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.common.errors import PipelineError
 from pipeline.common.stops import SafeStops
 from pipeline.job import TrainJob
-from pipeline.params.schema import Params, resolve
+from pipeline.params.schema import Params, is_smoke_run, resolve
 from pipeline.params.space import SearchEntry
 from pipeline.train import build_compiled, load_split, training_subset
 
@@ -144,6 +144,11 @@ def trainer(params: Params, entry: SearchEntry, name: str, data: Data, parent: s
     import mlflow
     from optuna.trial import TrialState
 
+    from pipeline.provenance.record import record_provenance
+    from pipeline.tracking.system_metrics import sample_every, sampling_seconds
+
+    sample_every(sampling_seconds(None, is_smoke_run(entry.epochs, entry.subset)))
+
     def run_trial(trial) -> tuple[TrialState, float | None]:
         state, run = "failed", None
         try:
@@ -153,7 +158,8 @@ def trainer(params: Params, entry: SearchEntry, name: str, data: Data, parent: s
             run = mlflow.start_run(experiment_id=experiment, run_name=f"trial {trial.number}", nested=True,
                                    parent_run_id=parent, tags={"search": name, "kind": "trial",
                                                                "trial": str(trial.number), "worker": str(worker),
-                                                               "state": "running"})
+                                                               "state": "running"}, log_system_metrics=True)
+            record_provenance(mlflow.MlflowClient(), run.info.run_id)
             trial.set_user_attr("mlflow_run", run.info.run_id)
             stops.check()
             mlflow.log_params({**shown, "epochs": entry.epochs, "subset": entry.subset, "seed": entry.seed,

@@ -28,16 +28,10 @@ from pipeline.model.datasets import TRAINING_IMAGES
 from pipeline.params.load import load_params
 from pipeline.params.schema import Params, resolved
 from pipeline.training.progress import PLAN_FILE, stage_seconds
-from pipeline.training.timings import EpochTiming, duration, load_timings, this_machine
+from pipeline.training.timings import duration, load_timings, machine_kind, scaled_epoch_seconds
 
 CONFIRM_ABOVE_SECONDS = 3600
 PROBE_STEPS = 3
-
-
-def scaled_epoch_seconds(timing: EpochTiming, train_images: int, val_images: int) -> float:
-    """An epoch on other image counts: a training image costs about three forward passes
-    (forward, and the gradients of activations and weights), a validation image one."""
-    return timing.seconds * (3 * train_images + val_images) / (3 * timing.train_images + timing.val_images)
 
 
 def stale_runs(root: Path, params: Params) -> list[tuple[str, int]]:
@@ -100,7 +94,7 @@ def estimate(params: Params, root: Path, runs: list[tuple[str, int]]) -> list[tu
     """(setting, seconds for all its epochs, where the epoch time came from) per (setting, seed) run."""
     from pipeline.train import training_images
 
-    timings, machine, probed = load_timings(root), this_machine(), {}
+    timings, machine, probed = load_timings(root), machine_kind(), {}
     rows = []
     for name, _ in runs:
         setting, train, _ = resolved(params, name)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import platform
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,16 +30,17 @@ class EpochTiming:
         return (self.machine, self.batch_size, self.precision) == (machine, train.batch_size, train.precision)
 
 
-def this_machine() -> str:
-    """What an epoch's speed depends on, in one line: CPU model and count, host, GPUs."""
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
-    except OSError:
-        pass
-    gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    return f"{platform.node()} / {model} x{os.cpu_count()} / gpus {gpus or 'default'}"
+def machine_kind() -> str:
+    """What an epoch's speed depends on, in one line (the machine kind its runs are tagged with)."""
+    from pipeline.provenance.machine import this_machine
+
+    return this_machine().kind
+
+
+def scaled_epoch_seconds(timing: EpochTiming, train_images: int, val_images: int) -> float:
+    """An epoch on other image counts: a training image costs about three forward passes
+    (forward, and the gradients of activations and weights), a validation image one."""
+    return timing.seconds * (3 * train_images + val_images) / (3 * timing.train_images + timing.val_images)
 
 
 def timings_file(root: Path) -> Path:

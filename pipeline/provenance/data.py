@@ -1,9 +1,8 @@
-"""Where a run's inputs came from: the prepared data's digest and the code's git commit."""
+"""The prepared data's digest: what a job trains on, and a tag of its runs."""
 
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 
 from pipeline.common.errors import PipelineError
@@ -22,12 +21,3 @@ def data_md5(directory: Path) -> str:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
-
-
-def git_commit(root: Path) -> str:
-    """HEAD of the checkout, or 'unknown' outside one (or without git installed)."""
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
-    except OSError:
-        return "unknown"
-    return result.stdout.strip() if result.returncode == 0 else "unknown"
