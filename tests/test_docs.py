@@ -244,3 +244,19 @@ def test_the_claims_table_of_the_results_is_the_commands_output(capsys, monkeypa
     text = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
     block = re.search(r"<!-- claims: python -m pipeline.claims -->\n(.*?)<!-- /claims -->", text, re.DOTALL)
     assert block and block.group(1) == printed
+
+
+BY_HAND = re.compile(r"<!--\s*by hand:\s*(\S.*?)\s*-->")
+
+
+def test_every_readme_shell_block_runs_in_the_walkthrough_or_says_why_not():
+    """A README command the walkthrough does not run carries the reason (`<!-- by hand: ... -->`):
+    a server until Ctrl-C, a network the tests do not have, a file of the reader's own."""
+    from tests.walkthrough import MARKER
+
+    tokens = MarkdownIt().parse((REPO / "README.md").read_text(encoding="utf-8"))
+    unexplained = [token.content.splitlines()[0] for previous, token in zip(tokens, tokens[1:])
+                   if token.type == "fence" and token.info.strip() == "sh"
+                   and not (previous.type == "html_block" and (MARKER.search(previous.content)
+                                                                or BY_HAND.search(previous.content)))]
+    assert unexplained == []
