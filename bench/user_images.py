@@ -76,9 +76,11 @@ def predicted_by_predict(folder: Path, model: str) -> dict[str, str]:
     return {Path(path).name: first for path, first in re.findall(r"^(.*): (\S+) [\d.]+%", result.stdout, re.M)}
 
 
-def served(model: str, port: int):
+def served(model: str, port: int, workers: int = 1):
+    """`mlflow models serve` of the model on 127.0.0.1:`port`, once it answers (stop it by its process group)."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")}
-    server = subprocess.Popen(["mlflow", "models", "serve", "-m", model, "--env-manager", "local", "-p", str(port)],
+    server = subprocess.Popen(["mlflow", "models", "serve", "-m", model, "--env-manager", "local", "-h", "127.0.0.1",
+                               "-p", str(port), "--workers", str(workers)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 180
     while True:
