@@ -20,7 +20,7 @@ from pipeline.params.schema import MnistModelConfig, Setting, TrainConfig
 from pipeline.serving import images, pyfunc
 from pipeline.tracking import store as tracking
 from tests.helpers import assert_one_line_naming, run_stage
-from tests.test_serving_images import DIGIT
+from tests.test_serving_images import DIGIT, file_bytes, seven
 
 
 def candidate(setting, val, test, smoke=False, registered="mnist-cnn", seeds=None):
@@ -121,16 +121,34 @@ def load_served(tiny_model: Path, folder: Path, normalization: dict) -> pyfunc.I
 
 
 def test_the_pyfunc_gives_the_keras_models_probabilities(tiny_model, tmp_path):
+    """Files as people send them (PNG and JPEG, dark on light or not, a 7 anywhere on a canvas of any
+    size), more than one pass of the model holds: each row gets what Keras' `predict` gives its image."""
     import keras
 
     normalization = {"method": "zscore", "source": "training split", "mean": 33.3, "std": 78.5}
     served = load_served(tiny_model, tmp_path, normalization)
-    raw = np.random.default_rng(1).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
-    answer = served.predict(None, pyfunc.encode([png(image) for image in raw]), {"invert": "no", "frame": "no"})
-    expected = keras.saving.load_model(tiny_model).predict(preprocess.standardize(raw, normalization), verbose=0)
+    rng = np.random.default_rng(1)
+    files = []
+    for index in range(pyfunc.PASS_IMAGES + 3):  # the last pass partial
+        width, height = rng.integers(40, 120, 2)
+        drawn = seven((int(width), int(height)), int(rng.integers(0, height // 3)), int(rng.integers(0, width // 3)),
+                      int(rng.integers(15, min(width, height) * 2 // 3)))
+        drawn = 255 - drawn if index % 2 else drawn
+        files.append(file_bytes(Image.fromarray(drawn), "JPEG" if index % 3 else "PNG"))
+    answer = served.predict(None, pyfunc.encode(files))
+    x = np.stack([images.pixels(images.decode(data), served.record)[0] for data in files])
+    expected = keras.saving.load_model(tiny_model).predict(images.normalize(x, normalization), verbose=0)
     got = np.array([[row[name] for name in map(str, range(10))] for row in answer["probabilities"]])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
     assert list(answer["class"]) == [str(i) for i in expected.argmax(axis=1)]
+
+
+def test_no_request_waits_for_keras_to_trace_its_predict_function(tiny_model, tmp_path):
+    served = load_served(tiny_model, tmp_path, {"method": "per_image"})
+    traced = served.model.predict_function.experimental_get_tracing_count()
+    for count in (1, 3, 2, 5):
+        served.predict(None, pyfunc.encode([png(DIGIT[..., None])] * count))
+    assert served.model.predict_function.experimental_get_tracing_count() == traced
 
 
 def test_the_served_model_answers_each_row_on_its_own(tiny_model, tmp_path):

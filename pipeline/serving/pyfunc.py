@@ -19,6 +19,7 @@ import binascii
 import json
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 
 from pipeline.serving import digits
@@ -29,6 +30,9 @@ KERAS_MODEL = "keras_model"  # artifact names: the .keras file and the preproces
 PREPROCESSING = "preprocessing"
 INPUT_COLUMN = "image"
 CHOICES = {"invert": digits.INVERT, "frame": digits.FRAME}  # the params; the first of each is its default
+# Images a forward pass takes at most: a request of thousands of rows is answered in passes of this
+# many, its activations' memory bounded (as `model.predict`'s batches bound them).
+PASS_IMAGES = 128
 
 
 def signature():
@@ -81,15 +85,21 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         with open(context.artifacts[PREPROCESSING], encoding="utf-8") as handle:
             self.record = json.load(handle)
         self.model = keras.saving.load_model(context.artifacts[KERAS_MODEL], compile=False)
+        # Keras traces its predict function for the first batch size it sees and, at the second,
+        # once more for any size (reduce_retracing): both here, so that no request waits for a trace.
+        blank = np.zeros((2, *self.model.input_shape[1:]), np.float32)
+        for size in (1, 2):
+            self.model.predict_on_batch(blank[:size])
 
     def probabilities(self, x):
-        """The model's class probabilities for a preprocessed batch."""
-        return self.model.predict(x, verbose=0)
+        """The model's class probabilities for a preprocessed batch, a pass of Keras' predict function
+        per PASS_IMAGES. Not `model.predict`: its set-up per call (a data adapter, an iterator, a
+        step loop) costs ~40 times the model's own work on one image (docs/performance.md)."""
+        return np.concatenate([self.model.predict_on_batch(x[start:start + PASS_IMAGES])
+                               for start in range(0, len(x), PASS_IMAGES)])
 
     # The DataFrame hint: MLflow validates the input by the signature, and infers none from the hint.
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        import numpy as np
-
         chosen = choices(self.record, params)
         rows, good = [], []
         for text in model_input[INPUT_COLUMN]:
