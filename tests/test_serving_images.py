@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from bench import framing
 from pipeline.serving import digits, images
 
 MNIST = {"dataset": "mnist", "color": "gray", "side": 28, "gray_weights": [0.299, 0.587, 0.114],
@@ -157,6 +158,41 @@ def test_a_small_digit_off_centre_on_a_large_canvas_is_framed_as_mnists():
     assert notes == ["inverted: dark on light", "framed: cropped to the digit, scaled into 20x20, centred"]
     unframed, notes = served(file_bytes(Image.fromarray(canvas), "PNG"), frame="no")
     assert notes == ["inverted: dark on light"] and np.corrcoef(unframed.ravel(), DIGIT.ravel())[0, 1] < 0.5
+
+
+def test_the_background_is_found_where_strokes_cover_much_of_the_border():
+    """Grainy paper at 40 under two bright bars that cross the whole image: half the outer band is ink."""
+    gray = np.random.default_rng(0).normal(40, 4, (60, 60))
+    gray[15:45, :] = gray[:, 15:45] = 230
+    assert np.percentile(digits.border(gray), 90) == 230  # the band's own 90th percentile: ink
+    assert 40 < digits.background_level(gray) < 40 + 3 * 4  # the paper, up to its grain
+    assert digits.background_level(np.full((20, 20), 90.0)) == 90  # flat: nothing above it
+
+
+def correlation(x: np.ndarray, digit: np.ndarray) -> float:
+    return float(np.corrcoef(x.ravel(), digit.ravel())[0, 1])
+
+
+def test_a_low_resolution_scan_cropped_to_the_digit_is_framed_as_mnists():
+    """The 7 cropped to a square around its ink, reduced to 8x8 and enlarged to 112 pixels, dark on light."""
+    scan = 255 - framing.low_resolution(framing.squared(DIGIT), 8, 112)
+    x, notes = served(file_bytes(Image.fromarray(scan), "PNG"))
+    assert correlation(x, DIGIT) > 0.75
+    assert notes == ["inverted: dark on light", "framed: cropped to the digit, scaled into 20x20, centred"]
+
+
+@pytest.mark.parametrize("kind", ["coarse, dark on light", "coarse, light on dark", "cropped to its ink"])
+def test_thick_strokes_touching_every_edge_are_framed_as_mnists(kind):
+    """The 7 drawn thicker and cropped to its ink (its strokes touch all four edges): coarse (10 pixels
+    enlarged 11 times), or as it is; framed, it is that thick 7 in MNIST's framing, and closer to it
+    than the image left unframed."""
+    size = 3 if kind == "cropped to its ink" else 5
+    thick = framing.thicker(DIGIT, size)
+    image = framing.inked(thick) if kind == "cropped to its ink" else \
+        framing.low_resolution(framing.inked(thick), 10, 110)
+    data = file_bytes(Image.fromarray(255 - image if kind.endswith("dark on light") else image), "PNG")
+    (x, _), (unframed, _) = served(data), served(data, frame="no")
+    assert correlation(x, thick) > 0.8 and correlation(x, thick) > correlation(unframed, thick)
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])

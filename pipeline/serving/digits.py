@@ -42,6 +42,18 @@ def border(gray: np.ndarray) -> np.ndarray:
     return np.concatenate([gray[:band].ravel(), gray[-band:].ravel(), gray[:, :band].ravel(), gray[:, -band:].ravel()])
 
 
+def background_level(gray: np.ndarray) -> float:
+    """The background's level under a digit drawn bright, as high as its noise reaches (a photo's
+    grain stays out of the crop): the 90th percentile of the image's outer band, of its pixels darker
+    than halfway from the image's darkest to its brightest. Where strokes reach the edges (a digit
+    cropped to its ink, a thick brush on a small canvas) the band holds ink, and ink is no background.
+    Where under a tenth of the band is that dark, the band's own 90th percentile is bright anyway:
+    the whole band counts (a flat image, or a dark digit on light paper kept so: no ink above it)."""
+    band = border(gray)
+    dark = band[band < (gray.min() + gray.max()) / 2]
+    return float(np.percentile(dark if dark.size >= band.size / 10 else band, 90))
+
+
 def dark_on_light(gray: np.ndarray) -> bool:
     """A background (the border's median) lighter than the image on average: the ink is darker."""
     return bool(np.median(border(gray)) > gray.mean())
@@ -73,7 +85,7 @@ def framed(gray: np.ndarray) -> np.ndarray | None:
     """The digit on black, cropped to its ink, scaled to fit BOX x BOX keeping its aspect, its
     brightest ink white, and placed with its centre of mass at the middle of SIDE x SIDE (rounded,
     as MNIST's: the test set's digits come out unchanged). None where there is no ink."""
-    background = float(np.percentile(border(gray), 90))
+    background = background_level(gray)
     box = ink_box(gray, background)
     if box is None:
         return None
