@@ -104,6 +104,17 @@ def test_a_bf16_models_view_reads_back_as_float_feature_maps_without_tensorflow(
     assert dtypes and all(dtype == np.float32 for dtype in dtypes.values())
 
 
+def test_feature_maps_are_each_conv_layers_output():
+    from pipeline.model.network import conv_activations
+
+    model = build_model("m", _setting("cifar10"), Cifar10ModelConfig(dropout=[0.2, 0.3, 0.4]))
+    images = np.random.default_rng(2).normal(size=(2, 32, 32, 1)).astype("float32")
+    maps = conv_activations(model, images)
+    for name in conv_layer_names(model):
+        expected = keras.Model(model.inputs, model.get_layer(name).output)(images, training=False)
+        np.testing.assert_allclose(maps[name], expected, atol=1e-5)
+
+
 def test_feature_maps_of_picked_images_come_from_the_saved_model(tmp_path):
     from pipeline.model.network import conv_activations
     from pipeline.plot import explicit_pair_activations

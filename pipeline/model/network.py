@@ -87,7 +87,8 @@ def conv_activations(model: keras.Model, images: np.ndarray) -> dict[str, np.nda
     only as raw 2-byte values where TensorFlow's ml_dtypes is not imported."""
     names = conv_layer_names(model)
     probe = keras.Model(model.inputs, [model.get_layer(name).output for name in names])
-    return {name: np.asarray(maps, dtype=np.float32) for name, maps in zip(names, probe.predict(images, verbose=0))}
+    # a few images: one pass, without the data adapter and step loop `predict` sets up per call
+    return {name: np.asarray(maps, dtype=np.float32) for name, maps in zip(names, probe.predict_on_batch(images))}
 
 
 def weighted_layers(model: keras.Model) -> list[tuple[str, np.ndarray, np.ndarray]]:

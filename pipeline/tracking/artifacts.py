@@ -33,7 +33,7 @@ def log_model(mlflow, model, name: str, x_example: np.ndarray, run_id: str, expe
         mlflow.MlflowClient().delete_logged_model(earlier.model_id)
 
     example = np.asarray(x_example[:2], dtype=np.float32)
-    signature = infer_signature(example, model.predict(example, verbose=0))
+    signature = infer_signature(example, model.predict_on_batch(example))  # two images: one pass, no `predict` set-up
     # mlflow.keras.log_model fails when given an input example (MLflow 3.17: it writes
     # input_example.json before creating the model directory, mlflow/mlflow#16183). The
     # TensorFlow flavor logs the same Keras 3 model (.keras) with signature and example, and
