@@ -115,10 +115,17 @@ def judged(request: Request, status: int, payload: bytes, expected: list[str]) -
     return None, sum(row["class"] != expected[index] for row, index in zip(rows, request.rows) if index != BAD)
 
 
-def client(port: int, requests: list[Request], todo: queue.SimpleQueue, deadline: float, expected: list[str],
+@dataclass(frozen=True)
+class Server:
+    port: int
+    expected: list[str]  # each digit's class, as the model in this process gives it
+    keep_alive: bool  # clients keep their connection (as browsers do), or make one per request
+
+
+def client(server: Server, requests: list[Request], todo: queue.SimpleQueue, deadline: float,
            answers: list[Answer]) -> None:
-    """One client on its own kept-alive connection: the next request while there is one and time."""
-    connection = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT)
+    """One client on its own connection: the next request while there is one and time."""
+    connection = http.client.HTTPConnection(HOST, server.port, timeout=REQUEST_TIMEOUT)
     try:
         while time.monotonic() < deadline:
             try:
@@ -135,14 +142,15 @@ def client(port: int, requests: list[Request], todo: queue.SimpleQueue, deadline
                 answers.append(Answer(time.perf_counter() - started, f"{type(exc).__name__}: {exc}", 0, 0))
                 continue
             seconds = time.perf_counter() - started
-            failure, differing = judged(request, status, payload, expected)
+            if not server.keep_alive:
+                connection.close()  # the next request connects anew
+            failure, differing = judged(request, status, payload, server.expected)
             answers.append(Answer(seconds, failure, len(request.rows) if status == 200 else 0, differing))
     finally:
         connection.close()
 
 
-def load_round(port: int, requests: list[Request], clients: int, seconds: float,
-               expected: list[str]) -> tuple[list[Answer], float]:
+def load_round(server: Server, requests: list[Request], clients: int, seconds: float) -> tuple[list[Answer], float]:
     """The requests sent by `clients` at once until all are answered or `seconds` have passed (an
     answer then under way is awaited): the answers, and the round's wall time."""
     todo: queue.SimpleQueue = queue.SimpleQueue()
@@ -151,7 +159,7 @@ def load_round(port: int, requests: list[Request], clients: int, seconds: float,
     answers: list[Answer] = []  # list.append is atomic: the clients share it
     started = time.perf_counter()
     deadline = time.monotonic() + seconds
-    threads = [threading.Thread(target=client, args=(port, requests, todo, deadline, expected, answers))
+    threads = [threading.Thread(target=client, args=(server, requests, todo, deadline, answers))
                for _ in range(clients)]
     for thread in threads:
         thread.start()
@@ -171,18 +179,37 @@ def summary(answers: list[Answer], wall: float) -> dict:
 
 
 def server_memory(port: int) -> int:
-    """Bytes resident in the processes listening on 127.0.0.1:`port` and their children (uvicorn's workers)."""
+    """Bytes resident in the processes that hold the socket listening on `port` (with --workers,
+    uvicorn's supervisor and each worker) and their children."""
     import psutil
 
-    listening = {connection.pid for connection in psutil.net_connections("tcp")
-                 if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid}
-    if not listening:
+    def listens(process) -> bool:
+        try:
+            return any(connection.status == psutil.CONN_LISTEN and connection.laddr.port == port
+                       for connection in process.net_connections("tcp"))
+        except (psutil.AccessDenied, psutil.NoSuchProcess):  # another user's, or gone
+            return False
+
+    # each process asked on its own: psutil.net_connections() names one holder per socket
+    holders = [process for process in psutil.process_iter() if listens(process)]
+    if not holders:
         raise PipelineError(f"no process of this user listens on port {port}")
-    processes = {}
-    for pid in listening:
-        parent = psutil.Process(pid)
-        processes.update({process.pid: process for process in [parent, *parent.children(recursive=True)]})
+    processes = {process.pid: process for holder in holders for process in [holder, *holder.children(recursive=True)]}
     return sum(process.memory_info().rss for process in processes.values())
+
+
+def settled_memory(port: int, seconds: float = 120) -> int:
+    """The server's memory once it stops growing: with --workers each worker loads the model on its
+    own, and the server answers as soon as the first has."""
+    last = server_memory(port)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        now = server_memory(port)
+        if abs(now - last) < 0.01 * last:
+            return now
+        last = now
+    raise PipelineError(f"the server's memory still grew after {seconds:.0f} s")
 
 
 def free_port() -> int:
@@ -233,6 +260,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=20, help="the longest a round sends new requests")
     parser.add_argument("--bad-share", type=float, default=0.05, help="share of the rows that are no image")
     parser.add_argument("--digits", type=int, default=200, help="distinct test digits sent")
+    parser.add_argument("--connection-per-request", action="store_true",
+                        help="a new connection for every request (clients keep theirs by default, as browsers do)")
     args = parser.parse_args(argv)
     if args.port is not None and args.workers != 1:
         raise PipelineError("--workers is for the server this benchmark starts; give it to the one on --port")
@@ -241,32 +270,34 @@ def main(argv=None) -> None:
     oversized = base64.b64encode(oversized_file()).decode()
     # before the server starts: this process has the CPU to itself
     expected, limits = in_process(args.model, files, args.images)
-    port = args.port or free_port()
-    server = None if args.port else served(args.model, port, args.workers)
+    server = Server(args.port or free_port(), expected, keep_alive=not args.connection_per_request)
+    process = None if args.port else served(args.model, server.port, args.workers)
     try:
         rounds = {(clients, per_request): round_requests(args.requests, per_request, texts, args.bad_share, oversized,
                                                          seed=clients * 1000 + per_request)
                   for per_request in args.images for clients in args.clients}
+        before = settled_memory(server.port)
         for per_request in args.images:  # the first answers of each size, which may set things up, not counted
-            load_round(port, rounds[1, per_request][1:3], 1, args.seconds, expected)
-        before = server_memory(port)
+            load_round(server, rounds[1, per_request][1:3], 1, args.seconds)
         rows = []
         for (clients, per_request), requests in rounds.items():
-            answers, wall = load_round(port, requests, clients, args.seconds, expected)
+            answers, wall = load_round(server, requests, clients, args.seconds)
             rows.append({"clients": clients, "images/request": per_request, **summary(answers, wall)})
             print(f"{clients} clients x {per_request} images: {rows[-1]}", flush=True)
-        after = server_memory(port)
+        after = server_memory(server.port)
     finally:
-        if server is not None:
-            os.killpg(server.pid, 15)
-            server.wait()
+        if process is not None:
+            os.killpg(process.pid, 15)
+            process.wait()
     server_said = f"--port {args.port}" if args.port else f"--workers {args.workers}"
-    print(f"\n{this_machine()}; {args.model}, {server_said}; {args.bad_share:.0%} of the rows no image, one image "
-          "over the pixel cap per round\n")
+    connections = "a connection per request" if args.connection_per_request else "each client keeps its connection"
+    print(f"\n{this_machine()}; {args.model}, {server_said}; {connections}; {args.bad_share:.0%} of the rows no "
+          "image, one image over the pixel cap per round\n")
     columns = ["clients", "images/request", "requests", "images/s", "p50 ms", "p95 ms", "p99 ms", "failed",
                "differing"]
     print(table(rows, columns))
-    print(f"\nserver memory (resident): {before / 2**20:.0f} MB before, {after / 2**20:.0f} MB after "
+    print(f"\nserver memory (resident, all its processes): {before / 2**20:.0f} MB loaded, before the first request; "
+          f"{after / 2**20:.0f} MB after the rounds "
           f"({(after - before) / before:+.1%})\n")
     print(table([{"in this process, one call at a time": f"{per_request} image(s) per call", **figures}
                  for per_request, figures in limits.items()],
