@@ -4,14 +4,15 @@ of the rows no image and one request per round carrying an image over the pixel 
 same model loaded in this process and called one request at a time (the most the server can do).
 
     python -m bench.serve_load data/raw/mnist.npz --model models:/mnist-cnn@smoke
-    python -m bench.serve_load data/raw/mnist.npz --model models:/mnist-cnn@smoke --workers 2
+    python -m bench.serve_load data/raw/mnist.npz --model models:/mnist-cnn@smoke --workers 2 --connection-per-request
     python -m bench.serve_load data/raw/mnist.npz --model models:/mnist-cnn@smoke --port 5001   # already served
 
 Run in a project after `dvc repro` (or `make quick`) registered the model. Each round stops after
---requests requests or --seconds, whichever comes first; only 127.0.0.1 is ever asked. Prints a
-Markdown table: per round images/s, latency percentiles, failed requests (a bad row answered with
-its own error is no failure), digits answered otherwise than in this process, and the server's
-memory (resident, all its processes) before and after the rounds.
+--requests requests or --seconds, whichever comes first; only 127.0.0.1 is ever asked; each client
+keeps its connection unless told. Prints a Markdown table: per round images/s (rows answered, bad
+ones too), latency percentiles, failed requests (a bad row answered with its own error is no
+failure), digits answered otherwise than in this process, and the server's memory (resident, all
+its processes) before the first request and after the rounds.
 """
 
 from __future__ import annotations
@@ -47,18 +48,18 @@ BAD = -1  # a row's digit index where the row is no image, or one over the pixel
 REQUEST_TIMEOUT = 120  # seconds a client waits for one answer
 
 
-def digit_files(mnist: Path, count: int) -> tuple[list[bytes], np.ndarray]:
-    """The first `count` MNIST test digits as 112x112 gray PNG files, and their labels."""
+def digit_files(mnist: Path, count: int) -> list[bytes]:
+    """The first `count` MNIST test digits as 112x112 gray PNG files."""
     from PIL import Image
 
     with np.load(mnist) as data:
-        digits, labels = data["x_test"][:count], data["y_test"][:count]
+        digits = data["x_test"][:count]
     files = []
     for digit in digits:
         buffer = io.BytesIO()
         Image.fromarray(digit).resize((SIDE, SIDE), Image.BICUBIC).save(buffer, format="PNG")
         files.append(buffer.getvalue())
-    return files, labels
+    return files
 
 
 def oversized_file() -> bytes:
@@ -265,7 +266,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.port is not None and args.workers != 1:
         raise PipelineError("--workers is for the server this benchmark starts; give it to the one on --port")
-    files, _ = digit_files(args.mnist, args.digits)
+    files = digit_files(args.mnist, args.digits)
     texts = [base64.b64encode(data).decode() for data in files]
     oversized = base64.b64encode(oversized_file()).decode()
     # before the server starts: this process has the CPU to itself
