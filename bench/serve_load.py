@@ -11,8 +11,9 @@ Run in a project after `dvc repro` (or `make quick`) registered the model. Each 
 --requests requests or --seconds, whichever comes first; only 127.0.0.1 is ever asked; each client
 keeps its connection unless told. Prints a Markdown table: per round images/s (rows answered, bad
 ones too), latency percentiles, failed requests (a bad row answered with its own error is no
-failure), digits answered otherwise than in this process, and the server's memory (resident, all
-its processes) before the first request and after the rounds.
+failure), digits answered otherwise than in this process and the CPU time the server spent per
+request (all its processes and threads: on a shared machine, steadier than the clock); and the
+server's memory (resident, all its processes) before the first request and after the rounds.
 """
 
 from __future__ import annotations
@@ -179,9 +180,9 @@ def summary(answers: list[Answer], wall: float) -> dict:
             "differing": sum(answer.differing for answer in answers)}
 
 
-def server_memory(port: int) -> int:
-    """Bytes resident in the processes that hold the socket listening on `port` (with --workers,
-    uvicorn's supervisor and each worker) and their children."""
+def server_processes(port: int) -> list:
+    """The processes that hold the socket listening on `port` (with --workers, uvicorn's supervisor
+    and each worker) and their children, as psutil sees them."""
     import psutil
 
     def listens(process) -> bool:
@@ -195,8 +196,19 @@ def server_memory(port: int) -> int:
     holders = [process for process in psutil.process_iter() if listens(process)]
     if not holders:
         raise PipelineError(f"no process of this user listens on port {port}")
-    processes = {process.pid: process for holder in holders for process in [holder, *holder.children(recursive=True)]}
-    return sum(process.memory_info().rss for process in processes.values())
+    return list({process.pid: process for holder in holders
+                 for process in [holder, *holder.children(recursive=True)]}.values())
+
+
+def server_memory(port: int) -> int:
+    """Bytes resident in the server's processes."""
+    return sum(process.memory_info().rss for process in server_processes(port))
+
+
+def server_cpu(processes: list) -> float:
+    """Seconds of CPU the processes have used (all their threads, user and system): what a request
+    costs the server, whatever else the machine runs."""
+    return sum(sum(process.cpu_times()[:2]) for process in processes)
 
 
 def settled_memory(port: int, seconds: float = 120) -> int:
@@ -281,9 +293,13 @@ def main(argv=None) -> None:
         for per_request in args.images:  # the first answers of each size, which may set things up, not counted
             load_round(server, rounds[1, per_request][1:3], 1, args.seconds)
         rows = []
+        processes = server_processes(server.port)
         for (clients, per_request), requests in rounds.items():
+            used = server_cpu(processes)
             answers, wall = load_round(server, requests, clients, args.seconds)
-            rows.append({"clients": clients, "images/request": per_request, **summary(answers, wall)})
+            cpu = f"{(server_cpu(processes) - used) / len(answers) * 1000:.1f}"
+            rows.append({"clients": clients, "images/request": per_request, **summary(answers, wall),
+                         "server CPU ms/request": cpu})
             print(f"{clients} clients x {per_request} images: {rows[-1]}", flush=True)
         after = server_memory(server.port)
     finally:
@@ -295,7 +311,7 @@ def main(argv=None) -> None:
     print(f"\n{this_machine()}; {args.model}, {server_said}; {connections}; {args.bad_share:.0%} of the rows no "
           "image, one image over the pixel cap per round\n")
     columns = ["clients", "images/request", "requests", "images/s", "p50 ms", "p95 ms", "p99 ms", "failed",
-               "differing"]
+               "differing", "server CPU ms/request"]
     print(table(rows, columns))
     print(f"\nserver memory (resident, all its processes): {before / 2**20:.0f} MB loaded, before the first request; "
           f"{after / 2**20:.0f} MB after the rounds "
