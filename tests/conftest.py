@@ -42,12 +42,34 @@ def pipeline_run(tmp_path_factory, mirror):
     return repo, env, result
 
 
+# What `make test` (pytest -m "not whole": the unit tests and the shared pipeline run's end-to-end
+# checks, ~15 minutes on a 2-core CPU) leaves to `make test-all`, the whole suite that CI runs, and why.
+WHOLE_SUITE_ONLY = {
+    "tests/test_walkthrough_e2e.py": "the README's every block in a fresh clone of its own",
+    "tests/test_workspace_independence.py": "the unit tests twice more, in the workspaces the README leads to",
+    "tests/test_first_hour_e2e.py": "a newcomer's first hour: make quick's estimate and a YES=1 run stopped",
+    "tests/test_faults.py": "stages killed, stores made half, servers lost: a fault at a time",
+    "tests/test_faults_sweep.py": "sweeps through tracking servers that stop, refuse or ask for a password",
+    "tests/test_cluster.py": "Dask clusters of several worker processes, one of them lost",
+    "tests/test_scaleout.py": "DVC's experiment queue training several runs at once",
+    "tests/test_search.py": "searches of several trainings, killed, interrupted and resumed",
+    "tests/test_seeds_e2e.py": "a second seed of every fixture setting",
+    "tests/test_train_e2e.py": "the train stage interrupted, resumed, diverging and in DVC experiments",
+    "tests/test_store_e2e.py": "stores moved and reset under a finished pipeline",
+    "tests/test_provenance_edit_e2e.py": "a setting trained again after an edit, in bf16",
+    "tests/test_ui_browser.py": "Chromium, which a fresh machine lacks (CI installs it)",
+}
+
+
 def pytest_collection_modifyitems(config, items):
-    """The time limit of the tests that may build `pipeline_run`. Under pyproject.toml's
+    """The whole suite's own tests marked `whole` (WHOLE_SUITE_ONLY); the time limit of the tests
+    that may build `pipeline_run`. Under pyproject.toml's
     `--dist loadscope` each test module runs on one worker, which builds its module fixtures once;
     each worker that runs a test using `pipeline_run` builds that once (a shared build would let
     tests on two workers write into one project at once)."""
     for item in items:
+        if item.nodeid.split("::")[0] in WHOLE_SUITE_ONLY:
+            item.add_marker(pytest.mark.whole)
         if "pipeline_run" in item.fixturenames and not item.get_closest_marker("timeout"):
             # whichever of them runs first on its worker also builds the fixture (a whole `dvc repro`)
             item.add_marker(pytest.mark.timeout(PIPELINE_RUN_TIMEOUT))
